@@ -1,0 +1,86 @@
+"""The ``starcurve`` command: one sub-command per user job.
+
+Sub-commands live in the modules that own them and are imported only when used, so
+``starcurve --help`` is fast and a broken optional part cannot break the others.
+Every ``StarcurveError`` is printed as one line (exit code 2), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from starcurve.errors import StarcurveError
+
+COMMANDS = {
+    "inspect": ("starcurve.data.inspect", "inspect", "Summarise a light-curve file or folder."),
+    "simulate": ("starcurve.data.simulate", "simulate_cmd", "Write simulated survey light curves."),
+    "benchmark": ("starcurve.eval.fewshot", "benchmark_cmd", "Score a method with FS-1."),
+    "report": ("starcurve.eval.report", "report_cmd", "Merge benchmark result folders."),
+    "pretrain": ("starcurve.models.pretrain", "pretrain_cmd", "Pretrain the encoder (masked)."),
+    "finetune": ("starcurve.models.pretrain", "finetune_cmd", "Self-supervised fine-tune on a pool."),
+    "embed": ("starcurve.models.hub", "embed_cmd", "Write per-object embeddings."),
+    "train": ("starcurve.models.supervised", "train_cmd", "Train an RNN or CNN classifier."),
+    "predict": ("starcurve.models.supervised", "predict_cmd", "Per-object classes and probabilities."),
+    "classify": ("starcurve.models.classify", "classify_cmd", "Classify with the shipped model."),
+    "demo": ("starcurve.demo", "demo_cmd", "Run the whole path on a built-in default."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr, help_text = COMMANDS[name]
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ModuleNotFoundError, AttributeError) as e:
+            if module not in str(e) and attr not in str(e):
+                raise
+
+            @click.command(name, help=f"{help_text} (not available in this version)")
+            def missing():
+                raise StarcurveError(f"'{name}' is not available in this version of starcurve")
+
+            return missing
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, help_text) for name, (_, _, help_text) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="More log output.")
+def cli(verbose: bool) -> None:
+    """starcurve: deep learning on astronomical light curves."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s: %(message)s"
+    )
+
+
+def main(argv=None) -> None:
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except StarcurveError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Difference representations for the end-to-end classifiers.
+
+- RNN: consecutive differences (dt, dm); a window of ``w`` differences slides with stride ``s``;
+  each step is the vector [w dt, w dm] (w=4, s=2 as published).
+- CNN: the first ``n`` observations (500) as two sequences [0, dt...] and [0, dm...], zero-padded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from starcurve.data import schema as S
+
+
+def _diffs(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flat dt and dm within each light curve, and their offsets (one fewer per row)."""
+    t, off = S.flat(table, S.TIME)
+    m = S.flat(table, S.MAG)[0].astype(np.float64)
+    lens = np.diff(off)
+    inner = np.ones(len(t), bool)
+    inner[off[:-1][lens > 0]] = False  # the first point of a row has no predecessor
+    dt = np.diff(t, prepend=0.0)[inner]
+    dm = np.diff(m, prepend=0.0)[inner]
+    doff = np.concatenate([[0], np.cumsum(np.maximum(lens - 1, 0))])
+    return dt, dm, doff
+
+
+def rnn_steps(n_obs: np.ndarray, w: int = 4, stride: int = 2) -> np.ndarray:
+    """Number of RNN steps for light curves of ``n_obs`` observations."""
+    nd = np.asarray(n_obs) - 1
+    return np.where(nd >= w, (nd - w) // stride + 1, 0)
+
+
+def rnn_input(
+    table: pa.Table, w: int = 4, stride: int = 2, max_steps: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """[rows, steps, 2w] float32 (zero-padded) and the number of valid steps per row."""
+    dt, dm, doff = _diffs(table)
+    steps = rnn_steps(np.diff(S.flat(table, S.TIME)[1]), w, stride)
+    if max_steps is not None:
+        steps = np.minimum(steps, max_steps)
+    T = int(max(steps.max(initial=0), 1))
+    j = np.arange(T)[None, :, None] * stride + np.arange(w)[None, None, :]
+    idx = doff[:-1, None, None] + j
+    valid = np.arange(T)[None, :] < steps[:, None]
+    idx = np.where(valid[:, :, None], idx, 0)
+    x = np.concatenate([dt[idx] if len(dt) else np.zeros(idx.shape), dm[idx] if len(dm) else np.zeros(idx.shape)], axis=2)
+    x[~valid] = 0
+    return x.astype(np.float32), steps
+
+
+def cnn_input(table: pa.Table, n: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """[rows, 2, n] float32: channel 0 = [0, dt...], channel 1 = [0, dm...]; and the lengths used."""
+    dt, dm, doff = _diffs(table)
+    lens = np.minimum(np.diff(S.flat(table, S.TIME)[1]), n)
+    nd = np.maximum(lens - 1, 0)
+    x_dt, _ = S.padded(dt, doff[:-1], nd, n - 1)
+    x_dm, _ = S.padded(dm, doff[:-1], nd, n - 1)
+    zero = np.zeros((len(lens), 1), np.float32)
+    x = np.stack([np.hstack([zero, x_dt]), np.hstack([zero, x_dm])], axis=1)
+    return x.astype(np.float32), lens

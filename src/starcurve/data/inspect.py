@@ -1,0 +1,103 @@
+"""``starcurve inspect``: what is in a light-curve file, and what cleaning would drop."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import click
+import numpy as np
+
+from starcurve.data import schema as S
+from starcurve.data.clean import clean
+from starcurve.data.io import iter_tables, read
+
+
+def summarise(path, band: str | None = None, columns: dict | None = None) -> dict:
+    """Counts, lengths, time span and the cleaning report; streams nested Parquet shard by shard."""
+    p = str(path)
+    if columns or not (p.endswith(".parquet") or _is_parquet_dir(p)):
+        tables = [read(path, band=band, columns=columns)]
+    else:
+        tables = iter_tables(path, band=band)  # streams: flat memory on multi-GB files
+    ids, rows, bands, classes = set(), 0, Counter(), Counter()
+    lens, spans, dropped = [], [], Counter()
+    objects_removed, report_points = 0, 0
+    for table in tables:
+        rows += table.num_rows
+        ids.update(table.column(S.ID).to_pylist())
+        bands.update(table.column(S.BAND).to_pylist())
+        if S.LABEL in table.column_names:
+            lab = table.column(S.LABEL).to_pylist()
+            ids_t = table.column(S.ID).to_pylist()
+            classes.update(dict(zip(ids_t, lab)).values())
+        clean_t, rep = clean(table)
+        for k, v in rep.points.items():
+            dropped[k] += v
+        objects_removed += len(rep.removed)
+        report_points += rep.points_in
+        t, off = S.flat(clean_t, S.TIME)
+        lens.append(np.diff(off))
+        if len(off) > 1:
+            nz = np.diff(off) > 0
+            spans.append((t[off[1:][nz] - 1] - t[off[:-1][nz]]))
+    lens = np.concatenate(lens) if lens else np.zeros(0, int)
+    spans = np.concatenate(spans) if spans else np.zeros(0)
+    stat = lambda a: {  # noqa: E731
+        "min": float(a.min()) if len(a) else 0, "median": float(np.median(a)) if len(a) else 0,
+        "max": float(a.max()) if len(a) else 0,
+    }
+    return {
+        "path": p,
+        "objects": len(ids),
+        "rows": rows,
+        "bands": dict(bands),
+        "classes": {("(unlabeled)" if k is None else str(k)): v for k, v in classes.most_common()},
+        "obs_per_lc": {k: int(v) for k, v in stat(lens).items()},
+        "time_span_days": stat(spans),
+        "points": report_points,
+        "dropped": {"points": dict(dropped), "light_curves": objects_removed},
+    }
+
+
+def _is_parquet_dir(p: str) -> bool:
+    from pathlib import Path
+
+    return Path(p).is_dir() and any(Path(p).glob("*.parquet"))
+
+
+@click.command("inspect")
+@click.argument("path", type=click.Path())
+@click.option("--band", default=None, help="Only this band.")
+@click.option("--columns", default=None, help="Column mapping, e.g. time=mjd,mag=m,mag_err=e.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def inspect(path: str, band: str | None, columns: str | None, as_json: bool) -> None:
+    """Summarise a light-curve file or folder: objects, bands, classes, lengths, what cleaning drops."""
+    info = summarise(path, band, parse_columns(columns))
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    o = info["obs_per_lc"]
+    ts = info["time_span_days"]
+    click.echo(f"{info['path']}")
+    click.echo(f"  objects {info['objects']:,}   rows {info['rows']:,}   points {info['points']:,}")
+    click.echo("  bands   " + ", ".join(f"{k}: {v:,}" for k, v in info["bands"].items()))
+    if info["classes"]:
+        click.echo("  classes " + ", ".join(f"{k}: {v:,}" for k, v in info["classes"].items()))
+    click.echo(f"  obs/LC  min {o['min']}  median {o['median']}  max {o['max']}")
+    click.echo(f"  span    min {ts['min']:.1f} d  median {ts['median']:.1f} d  max {ts['max']:.1f} d")
+    d = info["dropped"]
+    parts = ", ".join(f"{k} {v:,}" for k, v in d["points"].items() if v) or "nothing"
+    click.echo(f"  cleaning would drop: {parts} points; {d['light_curves']} light curves")
+
+
+def parse_columns(spec: str | None) -> dict | None:
+    """Parse ``time=mjd,mag=flux`` into a mapping."""
+    if not spec:
+        return None
+    from starcurve.errors import StarcurveError
+
+    try:
+        return dict(kv.split("=", 1) for kv in spec.split(","))
+    except ValueError:
+        raise StarcurveError(f"--columns must look like time=mjd,mag=m,mag_err=e; got {spec!r}") from None

@@ -1,0 +1,236 @@
+"""One training loop for every neural model (encoder pretraining, fine-tuning, RNN, CNN).
+
+Plain PyTorch: AdamW/Adam with linear warm-up, gradient clipping, bfloat16 autocast on GPU, DDP
+when launched by ``torchrun`` (gloo on CPU, nccl on GPU), a tqdm bar, a CSV log and periodic
+checkpoints. Checkpoints are safetensors + JSON only (model, optimizer moments, RNG state), so
+resuming never unpickles anything. ``resume=True`` restores the last checkpoint and skips the batches
+already consumed, so an interrupted run continues exactly as if it had not stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from starcurve.errors import StarcurveError
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"  # or "adam"
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-9
+    warmup: int = 100
+    clip: float = 1.0
+    log_every: int = 25
+    ckpt_every: int = 200
+    eval_every: int = 0  # 0: no evaluation / early stopping
+    patience: int = 0  # evaluations without improvement before stopping (0: never stop early)
+    amp: bool = True  # bfloat16 autocast, on CUDA only
+    seed: int = 0
+
+
+def ddp_setup() -> tuple[int, int]:
+    """Initialise torch.distributed when launched by torchrun; return (rank, world size)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def atomic_json(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def atomic_safetensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+    os.replace(tmp, path)
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    sd = opt.state_dict()
+    tensors = {
+        f"{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v))
+        for i, st in sd["state"].items()
+        for k, v in st.items()
+    }
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict = {}
+    for key, v in tensors.items():
+        i, k = key.split(".", 1)
+        state.setdefault(int(i), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+class Checkpoint:
+    """The ``checkpoint/`` folder of a run: model, optimizer, RNG state and step."""
+
+    def __init__(self, out_dir: Path):
+        self.dir = Path(out_dir) / "checkpoint"
+
+    def exists(self) -> bool:
+        return (self.dir / "state.json").exists()
+
+    def save(self, model, opt, step: int, extra: dict) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_safetensors(model.state_dict(), self.dir / "model.safetensors")
+        tensors, meta = _optimizer_tensors(opt)
+        tensors["rng.torch"] = torch.get_rng_state()
+        atomic_safetensors(tensors, self.dir / "optimizer.safetensors")
+        atomic_json({"step": step, **meta, **extra}, self.dir / "state.json")  # written last
+
+    def load(self, model, opt) -> dict:
+        try:
+            state = json.loads((self.dir / "state.json").read_text())
+            model.load_state_dict(load_file(self.dir / "model.safetensors"))
+            tensors = load_file(self.dir / "optimizer.safetensors")
+        except (OSError, ValueError, RuntimeError) as e:
+            raise StarcurveError(f"cannot resume from {self.dir}: {str(e).splitlines()[0]}") from None
+        torch.set_rng_state(tensors.pop("rng.torch"))
+        _load_optimizer(opt, tensors, state)
+        return state
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+
+
+def train(
+    model: torch.nn.Module,
+    batches: Callable[[], Iterable[dict]],
+    loss_fn: Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict]],
+    out_dir: str | os.PathLike,
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    eval_fn: Callable[[torch.nn.Module], float] | None = None,
+    desc: str = "train",
+) -> dict:
+    """Train ``model`` for ``cfg.steps`` steps on ``batches()`` (re-created when exhausted).
+
+    ``loss_fn(model, batch)`` returns the loss and a dict of numbers to log. ``eval_fn(model)``
+    (higher is better) drives early stopping; the best weights are restored at the end.
+    Returns a summary dict (steps done, last loss, best score, seconds).
+    """
+    out_dir = Path(out_dir)
+    rank, world = ddp_setup()
+    device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(cfg.seed + rank)
+    model.to(device)
+    opt = make_optimizer(model, cfg)
+    ckpt = Checkpoint(out_dir)
+    step, best, best_state, bad_evals = 0, -math.inf, None, 0
+    if resume and ckpt.exists():
+        state = ckpt.load(model, opt)
+        step, best, bad_evals = state["step"], state.get("best", -math.inf), state.get("bad_evals", 0)
+        if (ckpt.dir / "best.safetensors").exists():
+            best_state = load_file(ckpt.dir / "best.safetensors")
+    elif resume:
+        raise StarcurveError(f"--resume: no checkpoint in {out_dir}; start without --resume")
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    lr_at = lambda s: cfg.lr * min(1.0, (s + 1) / max(cfg.warmup, 1))  # noqa: E731
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / "log.csv"
+    log_file = open(log_path, "a", newline="") if rank == 0 else None
+    writer = None
+
+    def stream():
+        while True:
+            got = False
+            for b in batches():
+                got = True
+                yield b
+            if not got:
+                raise StarcurveError("the training data produced no batches")
+
+    data = itertools.islice(stream(), step, None)  # skip what a resumed run already consumed
+    bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=rank != 0, dynamic_ncols=True)
+    t0, loss_val, stopped = time.time(), float("nan"), False
+    autocast = device.type == "cuda" and cfg.amp
+    try:
+        while step < cfg.steps:
+            batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in next(data).items()}
+            net.train()
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss, metrics = loss_fn(net, batch)
+            if not torch.isfinite(loss):
+                raise StarcurveError(f"loss became {loss.item()} at step {step}; lower --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            step += 1
+            loss_val = float(loss.detach())
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_val:.4f}")
+            if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps):
+                row = {"step": step, "loss": loss_val, "lr": lr_at(step - 1), "seconds": round(time.time() - t0, 2)}
+                row.update({k: float(v) for k, v in metrics.items()})
+                if writer is None:
+                    writer = csv.DictWriter(log_file, fieldnames=list(row), extrasaction="ignore")
+                    if log_path.stat().st_size == 0:
+                        writer.writeheader()
+                writer.writerow(row)
+                log_file.flush()
+            if eval_fn is not None and cfg.eval_every and step % cfg.eval_every == 0 and rank == 0:
+                score = float(eval_fn(model))
+                if score > best:
+                    best, bad_evals = score, 0
+                    best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+                    ckpt.dir.mkdir(parents=True, exist_ok=True)
+                    atomic_safetensors(best_state, ckpt.dir / "best.safetensors")
+                else:
+                    bad_evals += 1
+                bar.set_postfix(loss=f"{loss_val:.4f}", val=f"{score:.4f}", best=f"{best:.4f}")
+                stopped = bool(cfg.patience and bad_evals >= cfg.patience)
+            if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps or stopped):
+                ckpt.save(model, opt, step, {"best": best, "bad_evals": bad_evals, "config": _jsonable(cfg)})
+            if stopped:
+                break
+    finally:
+        bar.close()
+        if log_file:
+            log_file.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return {"steps": step, "loss": loss_val, "best": best, "seconds": time.time() - t0, "early_stopped": stopped}
+
+
+def _jsonable(cfg: TrainConfig) -> dict:
+    d = asdict(cfg)
+    d["betas"] = list(d["betas"])
+    return d
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
