@@ -1,0 +1,32 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from starcurve.data.io import from_arrays
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """Path to the real data folder, or skip when it is absent (e.g. on a fresh clone)."""
+    if not (SHARED / "README.md").exists():
+        pytest.skip("../shared/data is absent")
+    return SHARED
+
+
+@pytest.fixture
+def toy_table():
+    """Ten small sine light curves of 30..300 points with labels, made here (no real data)."""
+    rng = np.random.default_rng(0)
+    times, mags, errs, labels = [], [], [], []
+    for i in range(10):
+        n = 30 + 30 * i
+        t = np.sort(rng.uniform(0, 500, n))
+        p = 0.5 + i
+        times.append(t)
+        mags.append(12 + 0.3 * np.sin(2 * np.pi * t / p) + rng.normal(0, 0.02, n))
+        errs.append(np.full(n, 0.02))
+        labels.append("A" if i % 2 else "B")
+    return from_arrays(times, mags, errs, ids=[f"obj{i}" for i in range(10)], band="V", labels=labels)
