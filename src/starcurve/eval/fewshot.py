@@ -1,0 +1,561 @@
+"""FS-1, the few-shot benchmark protocol of ``BENCHMARK.md``, for every method.
+
+Split (fixed for a dataset, identical for every method and run):
+1. one row per object in the chosen band (the first if an id repeats; ``band='*'``: each object in
+   its own single band), cleaned with the core ``clean`` (non-finite points dropped, sorted by time,
+   repeated time stamps dropped keeping the first); objects with no point left are dropped;
+2. classes with at least 30 objects are kept, the others reported as dropped;
+3. test set: the source's ``split == 'test'`` where the source defines a split (EROS), else per class
+   the first ``ceil(0.3 n)`` of the sorted ids permuted by a fresh ``default_rng(1234)``; the rest of a
+   class is its pool;
+4. training set of fold f and size n: per class, the first ``min(n, pool)`` of the sorted pool ids
+   permuted by a fresh ``default_rng(f)`` (nested in n within a fold).
+
+Methods: *vectorisers* (``forest``, ``embed``, ``hybrid``) turn every object into one vector once
+(timed), then a probe is fitted per fold and n (features: random forest; embeddings: standardised MLP);
+*end-to-end* methods (``rnn``, ``cnn``, ``finetune``) are trained per fold and n on the training set
+only and predict the test set. Macro F1 and accuracy on the test set, mean and std over folds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm.auto import tqdm
+
+from starcurve.data import io
+from starcurve.data import schema as S
+from starcurve.data.clean import clean
+from starcurve.errors import StarcurveError
+from starcurve.train.loop import atomic_json
+
+log = logging.getLogger("starcurve")
+
+MIN_CLASS = 30
+TEST_FRACTION = 0.3
+TEST_SEED = 1234
+DEFAULT_NS = (20, 100, 500)
+
+
+# ----------------------------------------------------------------------------- the split
+
+
+@dataclass
+class FS1Data:
+    """A dataset prepared for FS-1: the clean per-object table and the fixed split."""
+
+    table: pa.Table  # clean, one row per object, kept classes only
+    ids: np.ndarray  # object ids (str), one per row
+    labels: np.ndarray  # class names (str), one per row
+    classes: list[str]  # kept classes, sorted
+    dropped: dict[str, int]  # dropped class -> number of objects
+    test: np.ndarray  # bool per row: the fixed test set
+    pool: dict[str, np.ndarray]  # class -> sorted pool ids (the only objects training may use)
+    dataset: str = "table"
+    band: str = "*"
+    test_source: str = "random"  # "random" (seed 1234) or "source" (the file's own split)
+    notes: dict = field(default_factory=dict)  # what cleaning and filtering removed
+
+    def rows(self, ids) -> np.ndarray:
+        """Table rows of the given object ids."""
+        order = np.argsort(self.ids)
+        pos = np.searchsorted(self.ids, ids, sorter=order)
+        return order[pos]
+
+
+def prepare(data, band: str) -> FS1Data:
+    """Read (a path or a table), pick the band, clean, filter classes and fix the test set."""
+    if isinstance(data, pa.Table):
+        table, name = io.read(data), "table"
+    else:
+        path = Path(data)
+        table, name = io.read(path), path.name.removesuffix(".parquet")
+    if S.LABEL not in table.column_names:
+        raise StarcurveError(f"{name}: FS-1 needs a 'label' column; this input has none")
+    if band != "*":
+        bands = set(pc.unique(table.column(S.BAND)).to_pylist())
+        if band not in bands:
+            raise StarcurveError(f"{name}: no rows in band '{band}'; bands here: {sorted(bands)}")
+        table = table.filter(pc.equal(table.column(S.BAND), band))
+    ids = np.asarray(table.column(S.ID).to_pylist(), dtype=object)
+    _, first = np.unique(ids.astype(str), return_index=True)
+    table = table.take(pa.array(np.sort(first)))  # the first row of each object
+    table, report = clean(table)
+    labels = table.column(S.LABEL).to_pylist()
+    labeled = np.array([lab is not None for lab in labels], bool)
+    table = table.filter(pa.array(labeled))
+    labels = np.asarray([lab for lab in labels if lab is not None], dtype=str)
+    names, counts = np.unique(labels, return_counts=True)
+    kept = [str(c) for c, k in zip(names, counts) if k >= MIN_CLASS]
+    dropped = {str(c): int(k) for c, k in zip(names, counts) if k < MIN_CLASS}
+    if len(kept) < 2:
+        raise StarcurveError(
+            f"{name} (band {band}): FS-1 needs at least 2 classes with >= {MIN_CLASS} objects; "
+            f"class sizes here: {dict(zip(names.tolist(), counts.tolist()))}"
+        )
+    keep = np.isin(labels, kept)
+    table, labels = table.filter(pa.array(keep)), labels[keep]
+    ids = np.asarray(table.column(S.ID).to_pylist(), dtype=str)
+
+    source_test = None
+    if S.SPLIT in table.column_names:
+        split = np.asarray(table.column(S.SPLIT).to_pylist(), dtype=object)
+        if (split == "test").any():
+            source_test = split == "test"
+    test = np.zeros(len(ids), bool)
+    pool = {}
+    for c in kept:
+        members = np.flatnonzero(labels == c)
+        members = members[np.argsort(ids[members])]  # sorted ids
+        if source_test is None:
+            perm = np.random.default_rng(TEST_SEED).permutation(len(members))
+            test[members[perm[: math.ceil(TEST_FRACTION * len(members))]]] = True
+        else:
+            test[members] = source_test[members]
+        pool[c] = np.sort(ids[members[~test[members]]])
+    notes = {
+        "clean": report.to_dict(),
+        "unlabeled_objects": int((~labeled).sum()),
+        "objects": len(ids),
+        "test_objects": int(test.sum()),
+        "class_counts": {c: int((labels == c).sum()) for c in kept},
+        "test_counts": {c: int(((labels == c) & test).sum()) for c in kept},
+    }
+    return FS1Data(
+        table, ids, labels, kept, dropped, test, pool, name, band,
+        "random" if source_test is None else "source", notes,
+    )  # fmt: skip
+
+
+def training_ids(data: FS1Data, fold: int, n: int) -> np.ndarray:
+    """Object ids of the training set of ``fold`` with at most ``n`` objects per class."""
+    parts = []
+    for c in data.classes:
+        pool = data.pool[c]
+        perm = np.random.default_rng(fold).permutation(len(pool))
+        parts.append(pool[perm[: min(n, len(pool))]])
+    return np.concatenate(parts)
+
+
+def test_object_ids(path, band: str) -> set[str]:
+    """Ids of the FS-1 test objects of a labeled file (never pretrain or tune on these)."""
+    data = prepare(path, band)
+    return set(data.ids[data.test].tolist())
+
+
+# ----------------------------------------------------------------------------- methods
+
+
+@dataclass
+class Context:
+    """What a method may use besides the data: options and a folder for its own files."""
+
+    out: Path
+    model: str | None = None
+    features: str = "auto"  # feature backend of forest/hybrid
+    progress: bool = True
+
+
+@dataclass
+class Method:
+    name: str
+    help: str
+    vectorise: Callable | None = None  # (table, ctx) -> (X [rows, d], info dict)
+    fit_predict: Callable | None = None  # (train, y, test, seed, out_dir, ctx) -> (pred, s/LC)
+    probe: str = "mlp"  # for vectorisers: "forest" or "mlp" (or any name in PROBES)
+    embedding: bool = False  # draw a 2-D map of its test vectors
+
+
+def _missing(method: str, what: str, e: Exception) -> StarcurveError:
+    return StarcurveError(f"method {method} is not available yet ({what} is missing: {e})")
+
+
+def _import(method: str, module: str, attr: str):
+    """Import ``module.attr`` lazily; a part not written yet becomes a clear StarcurveError."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and module.startswith(e.name):
+            raise _missing(method, module, e) from None
+        raise
+    if not hasattr(mod, attr):
+        raise _missing(method, f"{module}.{attr}", AttributeError(attr))
+    return getattr(mod, attr)
+
+
+def _vec_forest(table: pa.Table, ctx: Context):
+    from starcurve.models.forest import extract_features, light_curve_available
+
+    backend = ctx.features
+    if backend == "auto":
+        backend = "light-curve" if light_curve_available() else "numpy"
+    X, names = extract_features(table, backend=backend, progress=ctx.progress)
+    info = {"backend": backend, "features": names}
+    if backend == "light-curve":
+        import light_curve
+
+        info["light-curve"] = light_curve.__version__
+    return X, info
+
+
+def _vec_embed(table: pa.Table, ctx: Context):
+    load_model = _import("embed", "starcurve.models.hub", "load_model")
+    model = load_model(ctx.model) if ctx.model else load_model()
+    X = np.asarray(model.embed_table(table), dtype=np.float64)
+    if X.shape[0] != table.num_rows:
+        raise StarcurveError(f"embed_table returned {X.shape[0]} vectors for {table.num_rows} rows")
+    return X, {"model": ctx.model or "default", "dim": int(X.shape[1])}
+
+
+def _e2e(kind: str):
+    def fit_predict(train, y, test, seed, out_dir, ctx):
+        fn = _import(kind, "starcurve.models.supervised", "fs1_fit_predict")
+        return fn(kind, train, y, test, seed=seed, out_dir=out_dir)
+
+    return fit_predict
+
+
+def _finetune(train, y, test, seed, out_dir, ctx):
+    fn = _import("finetune", "starcurve.models.heads", "finetune_fit_predict")
+    return fn(train, y, test, seed=seed, model_dir=ctx.model, out_dir=out_dir)
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add a method to the registry (tests and plug-ins can add their own)."""
+    METHODS[method.name] = method
+    return method
+
+
+register(Method("forest", "light-curve features + random forest", _vec_forest, probe="forest"))
+register(Method("embed", "embeddings of --model + MLP probe", _vec_embed, embedding=True))
+register(Method("hybrid", "embeddings joined with features + MLP probe", None, embedding=True))
+register(Method("rnn", "GRU on (dt, dm) trained on the training set", fit_predict=_e2e("rnn")))
+register(Method("cnn", "1-D CNN on (dt, dm) trained on the training set", fit_predict=_e2e("cnn")))
+register(Method("finetune", "the encoder of --model trained with a classifier", fit_predict=_finetune))
+
+
+def _make_forest(seed: int):
+    from starcurve.models.forest import FeatureForest
+
+    return FeatureForest(n_estimators=500, random_state=seed, n_jobs=-1)
+
+
+def _make_mlp(seed: int):
+    from sklearn.impute import SimpleImputer
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    # The imputer only acts on hybrid vectors (features may be NaN); embeddings pass unchanged.
+    return make_pipeline(
+        SimpleImputer(strategy="median", keep_empty_features=True),
+        StandardScaler(),
+        MLPClassifier(hidden_layer_sizes=(256, 128), alpha=1e-3, max_iter=500, random_state=seed),
+    )
+
+
+PROBES: dict[str, Callable] = {"forest": _make_forest, "mlp": _make_mlp}
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _hash(values) -> str:
+    return hashlib.sha1("\n".join(map(str, values)).encode()).hexdigest()[:16]
+
+
+def _save_npy(arr: np.ndarray, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, arr, allow_pickle=False)
+    os.replace(tmp, path)
+
+
+def _vectors(name: str, fn: Callable, data: FS1Data, ctx: Context) -> tuple[np.ndarray, dict]:
+    """Vectors of every object by ``fn``, cached in ``ctx.out`` so a killed run resumes."""
+    key = {"vectoriser": name, "ids": _hash(data.ids), "model": ctx.model, "features": ctx.features}
+    path, meta_path = ctx.out / f"vectors_{name}.npy", ctx.out / f"vectors_{name}.json"
+    if path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("key") == key:
+            log.info("reusing cached %s vectors from %s", name, path)
+            return np.load(path, allow_pickle=False), meta
+    wall, cpu = time.perf_counter(), time.process_time()
+    X, info = fn(data.table, ctx)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    n = max(data.table.num_rows, 1)
+    meta = {"key": key, "seconds_per_lc": wall / n, "cpu_seconds_per_lc": cpu / n, **info}
+    _save_npy(np.asarray(X, dtype=np.float64), path)
+    atomic_json(meta, meta_path)
+    return X, meta
+
+
+def _method_vectors(method: Method, data: FS1Data, ctx: Context) -> tuple[np.ndarray, dict, dict]:
+    """(vectors, info, timing) of a vectoriser method; hybrid joins the embed and forest vectors."""
+    if method.name == "hybrid":
+        E, ei = _vectors("embed", _vec_embed, data, ctx)
+        F, fi = _vectors("forest", _vec_forest, data, ctx)
+        info = {"embed": ei, "forest": fi, "embedding_dims": int(E.shape[1])}
+        sec = ei["seconds_per_lc"] + fi["seconds_per_lc"]
+        cpu = ei["cpu_seconds_per_lc"] + fi["cpu_seconds_per_lc"]
+        return np.hstack([E, F]), info, {"seconds_per_lc": sec, "cpu_seconds_per_lc": cpu}
+    X, info = _vectors(method.name, method.vectorise, data, ctx)
+    timing = {k: info[k] for k in ("seconds_per_lc", "cpu_seconds_per_lc")}
+    return X, info, timing
+
+
+def _score(y_true: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # undefined per-class F1 counts as 0, as sklearn says
+        f1 = f1_score(y_true, pred, average="macro")
+    return {
+        "f1": float(f1),
+        "acc": float(accuracy_score(y_true, pred)),
+        "confusion": confusion_matrix(y_true, pred, labels=classes).tolist(),
+    }
+
+
+def run(
+    data,
+    band: str,
+    method: str,
+    out,
+    *,
+    model: str | None = None,
+    ns=DEFAULT_NS,
+    folds: int = 3,
+    seed: int = 0,
+    features: str = "auto",
+    shuffle_labels: bool = False,
+    progress: bool = True,
+    report: bool = True,
+    command: str | None = None,
+) -> dict:
+    """Score ``method`` with FS-1; write ``out/results.json`` (+ report and plots); return it.
+
+    ``data`` is a path or an FS1Data/table. Probes and end-to-end models use ``seed + fold`` as their
+    random state (the protocol's ``random_state=f`` with the default seed 0); the split never depends
+    on ``seed``. ``shuffle_labels`` permutes the training labels: a negative control that must score
+    at chance. Finished (fold, n) cells are kept in ``out/cells.json``, so a killed run resumes.
+    """
+    if method not in METHODS:
+        raise StarcurveError(f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
+    m = METHODS[method]
+    ns = sorted({int(n) for n in ns})
+    if not ns or ns[0] < 1 or folds < 1:
+        raise StarcurveError("--n needs positive sizes and --folds at least 1")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fs1 = data if isinstance(data, FS1Data) else prepare(data, band)
+    ctx = Context(out=out, model=model, features=features, progress=progress)
+    y_test = fs1.labels[fs1.test]
+
+    header = {
+        "dataset": fs1.dataset, "band": fs1.band, "method": method, "model": model,
+        "features": features, "seed": seed, "shuffle_labels": shuffle_labels,
+        "test": _hash(fs1.ids[fs1.test]), "train_order": "table",
+    }  # fmt: skip
+    cells_path = out / "cells.json"
+    cells = {}
+    if cells_path.exists():
+        saved = json.loads(cells_path.read_text())
+        if saved.get("header") == header:
+            cells = saved["cells"]
+
+    info: dict = {}
+    timing: dict = {}
+    X = None
+    if m.fit_predict is None:
+        X, info, timing = _method_vectors(m, fs1, ctx)
+    todo = [(f, n) for f in range(folds) for n in ns]
+    bar = tqdm(todo, desc=f"FS-1 {method}", disable=not progress)
+    for f, n in bar:
+        key = f"f{f}_n{n}"
+        if key in cells:
+            continue
+        bar.set_postfix_str(key)
+        # Training rows in the table's (file's) order: forests depend on the row order at the
+        # +-0.005 F1 level, and this order reproduces BENCHMARK.md's reference rows exactly.
+        rows = np.sort(fs1.rows(training_ids(fs1, f, n)))
+        y_train = fs1.labels[rows]
+        if shuffle_labels:
+            y_train = np.random.default_rng(10_000 + f).permutation(y_train)
+        cell: dict = {"n_train": len(rows)}
+        if m.fit_predict is None:
+            probe = PROBES[m.probe](seed + f)
+            t0 = time.perf_counter()
+            probe.fit(X[rows], y_train)
+            pred = probe.predict(X[fs1.test])
+            cell["probe_seconds"] = time.perf_counter() - t0
+        else:
+            cell_dir = out / "cells" / key
+            cell_dir.mkdir(parents=True, exist_ok=True)
+            pred, sec = m.fit_predict(
+                fs1.table.take(pa.array(rows)), y_train, fs1.table.filter(pa.array(fs1.test)),
+                seed + f, cell_dir, ctx,
+            )  # fmt: skip
+            cell["seconds_per_lc"] = float(sec)
+        pred = np.asarray(pred).astype(str)
+        if len(pred) != len(y_test):
+            raise StarcurveError(f"method {method} returned {len(pred)} predictions for {len(y_test)}")
+        cell.update(_score(y_test, pred, fs1.classes))
+        cells[key] = cell
+        atomic_json({"header": header, "cells": cells}, cells_path)
+
+    if m.fit_predict is not None:
+        secs = [cells[f"f{f}_n{n}"]["seconds_per_lc"] for f, n in todo]
+        timing = {"seconds_per_lc": float(np.mean(secs))}
+    results = {}
+    for n in ns:
+        f1 = np.array([cells[f"f{f}_n{n}"]["f1"] for f in range(folds)])
+        acc = np.array([cells[f"f{f}_n{n}"]["acc"] for f in range(folds)])
+        results[str(n)] = {
+            "f1_mean": float(f1.mean()), "f1_std": float(f1.std()), "acc_mean": float(acc.mean()),
+            "acc_std": float(acc.std()), "f1_folds": f1.tolist(), "acc_folds": acc.tolist(),
+            "n_train": [cells[f"f{f}_n{n}"]["n_train"] for f in range(folds)],
+        }  # fmt: skip
+    result = {
+        "protocol": "FS-1",
+        "dataset": fs1.dataset,
+        "band": fs1.band,
+        "method": method,
+        "classes": fs1.classes,
+        "dropped_classes": sorted(fs1.dropped),
+        "results": results,
+        "seconds_per_lc": float(timing["seconds_per_lc"]),
+        "machine": machine(),
+        "versions": versions(info),
+        # extras
+        "label": method_label(method, info),
+        "cpu_seconds_per_lc": timing.get("cpu_seconds_per_lc"),
+        "dropped_class_counts": fs1.dropped,
+        "test_source": fs1.test_source,
+        "folds": folds,
+        "seed": seed,
+        "model": model,
+        "shuffle_labels": shuffle_labels,
+        "data": fs1.notes,
+        "method_info": {k: v for k, v in info.items() if k != "key"},
+        "confusion": {k: v["confusion"] for k, v in cells.items()},
+        "command": command,
+    }
+    atomic_json(result, out / "results.json")
+    if report:
+        from starcurve.eval import report as rep
+
+        emb = None
+        if m.embedding and X is not None:
+            dims = info.get("embedding_dims", X.shape[1])
+            emb = (X[fs1.test][:, :dims], y_test)
+        rep.write_run_report(result, out, embedding=emb)
+    return result
+
+
+def method_label(method: str, info: dict) -> str:
+    """A human-readable name for tables: the method and what it is made of."""
+    if method == "forest":
+        return "features + random forest" + (
+            " (numpy fallback features)" if info.get("backend") == "numpy" else ""
+        )
+    if method in ("embed", "hybrid"):
+        return f"{method} ({info.get('model') or info.get('embed', {}).get('model', 'default')}) + MLP"
+    return method
+
+
+def machine() -> str:
+    """'N-core CPU (model), GPU or no GPU' of this computer."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    gpu = "no GPU"
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        gpu = f"GPU {torch.cuda.get_device_name(0)}"
+    return f"{cores}-core CPU ({cpu}), {gpu}"
+
+
+def versions(info: dict) -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("starcurve", "numpy", "scipy", "scikit-learn", "pyarrow"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    if "torch" in sys.modules:
+        out["torch"] = sys.modules["torch"].__version__
+    lcv = info.get("light-curve") or info.get("forest", {}).get("light-curve")
+    if lcv:
+        out["light-curve"] = lcv
+    return out
+
+
+@click.command("benchmark")
+@click.option("--data", "data_path", required=True, type=click.Path(), help="Labeled Parquet file.")
+@click.option("--band", required=True, help="Band to use (e.g. V, R); '*' = each object's own band.")
+@click.option("--method", required=True, help=f"One of: {', '.join(METHODS)}.")
+@click.option("--model", default=None, help="Model folder for embed/hybrid/finetune.")
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Result folder.")
+@click.option("--n", "ns", default="20,100,500", show_default=True, help="Labels per class.")
+@click.option("--folds", default=3, show_default=True, help="Number of folds.")
+@click.option("--seed", default=0, show_default=True, help="Offset of the probes' random states.")
+@click.option(
+    "--features", default="auto", show_default=True,
+    type=click.Choice(["auto", "light-curve", "numpy"]), help="Feature backend (forest, hybrid).",
+)  # fmt: skip
+@click.option("--shuffle-labels", is_flag=True, help="Negative control: must score at chance.")
+def benchmark_cmd(data_path, band, method, model, out_dir, ns, folds, seed, features, shuffle_labels):
+    """Score METHOD on a labeled file with the FS-1 protocol (see BENCHMARK.md)."""
+    try:
+        sizes = [int(x) for x in ns.split(",") if x.strip()]
+    except ValueError:
+        raise StarcurveError(f"--n must be comma-separated integers, got '{ns}'") from None
+    q = shlex.quote
+    command = (
+        f"starcurve benchmark --data {q(data_path)} --band {q(band)} --method {method}"
+        + (f" --model {q(model)}" if model else "")
+        + f" --out {q(out_dir)} --n {ns} --folds {folds} --seed {seed}"
+        + (f" --features {features}" if features != "auto" else "")
+        + (" --shuffle-labels" if shuffle_labels else "")
+    )
+    result = run(
+        data_path, band, method, out_dir, model=model, ns=sizes, folds=folds, seed=seed,
+        features=features, shuffle_labels=shuffle_labels, command=command,
+    )  # fmt: skip
+    from starcurve.eval.report import run_table
+
+    click.echo(run_table(result))
+    click.echo(f"wrote {Path(out_dir) / 'results.json'}")

@@ -1,0 +1,262 @@
+"""Readable FS-1 reports: Markdown tables and PNG plots, per run and merged over runs.
+
+Per run (``write_run_report``): ``report.md`` (method x n, macro F1 mean +- std over folds, accuracy,
+seconds per light curve), ``f1_vs_n.png`` (macro F1 versus labels per class with the fold spread),
+``confusion.png`` (row-normalised confusion matrices summed over folds, one panel per n) and, for
+embedding methods, ``embedding_map.png`` (test vectors in 2-D: UMAP if installed, else t-SNE,
+coloured by class). ``starcurve report DIR [DIR ...]`` merges result folders into one table and one
+plot (F1 versus n, one line per method x dataset).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+import numpy as np
+
+from starcurve.errors import StarcurveError
+
+TABLE_HEAD = "| method | dataset (band) | {ns} | s / light curve |"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    """Write a figure atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    os.replace(tmp, path)
+    _pyplot().close(fig)
+
+
+def _ns(results: list[dict]) -> list[str]:
+    return [str(n) for n in sorted({int(n) for r in results for n in r["results"]})]
+
+
+def _cell(r: dict, n: str) -> str:
+    v = r["results"].get(n)
+    return f"{v['f1_mean']:.3f} ± {v['f1_std']:.3f}" if v else "—"
+
+
+def _name(r: dict) -> str:
+    return r.get("label") or r["method"]
+
+
+def _dataset(r: dict) -> str:
+    k = len(r["classes"])
+    return f"{r['dataset']} ({r['band']}), {k} classes"
+
+
+def comparison_table(results: list[dict]) -> str:
+    """One Markdown row per result: macro F1 mean ± std over folds at each n, and s / LC."""
+    ns = _ns(results)
+    lines = [
+        TABLE_HEAD.format(ns=" | ".join(f"n={n}" for n in ns)),
+        "|" + "---|" * (len(ns) + 3),
+    ]
+    for r in results:
+        cells = " | ".join(_cell(r, n) for n in ns)
+        lines.append(f"| {_name(r)} | {_dataset(r)} | {cells} | {r['seconds_per_lc']:.4f} |")
+    return "\n".join(lines)
+
+
+def run_table(result: dict) -> str:
+    """The Markdown report of one run: F1 and accuracy per n, and what was measured how."""
+    ns = _ns([result])
+    acc = " | ".join(
+        f"{result['results'][n]['acc_mean']:.3f} ± {result['results'][n].get('acc_std', 0):.3f}"
+        for n in ns
+    )
+    lines = [
+        f"# FS-1: {_name(result)} on {result['dataset']} ({result['band']})",
+        "",
+        comparison_table([result]),
+        "",
+        f"Accuracy: {acc} (n = {', '.join(ns)}).",
+        "",
+        "Macro F1 on the fixed test set, mean ± std (numpy, ddof=0) over "
+        f"{result.get('folds', 3)} folds; s / light curve: wall-clock seconds per light curve to turn "
+        "light curves into vectors (or predictions)"
+        + (f", CPU seconds {result['cpu_seconds_per_lc']:.4f}" if result.get("cpu_seconds_per_lc") else "")
+        + ".",
+        "",
+        f"- classes ({len(result['classes'])}): {', '.join(result['classes'])}",
+        f"- dropped classes (< 30 objects): {_dropped(result)}",
+    ]
+    data = result.get("data", {})
+    if data:
+        lines.append(
+            f"- objects: {data.get('objects')}, test: {data.get('test_objects')} "
+            f"({'the source split' if result.get('test_source') == 'source' else 'seeded 30%'})"
+        )
+    lines += [f"- machine: {result['machine']}", f"- versions: {_versions(result)}"]
+    if result.get("command"):
+        lines += ["", "```", result["command"], "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _dropped(r: dict) -> str:
+    counts = r.get("dropped_class_counts") or {}
+    return ", ".join(f"{c} ({counts.get(c, '?')})" for c in r["dropped_classes"]) or "none"
+
+
+def _versions(r: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in r.get("versions", {}).items())
+
+
+def plot_f1_vs_n(results: list[dict], path: Path, title: str = "FS-1") -> None:
+    """Macro F1 versus labels per class: one line per result, band = min..max over folds."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results:
+        ns = sorted(int(n) for n in r["results"])
+        mean = np.array([r["results"][str(n)]["f1_mean"] for n in ns])
+        folds = [r["results"][str(n)].get("f1_folds", [r["results"][str(n)]["f1_mean"]]) for n in ns]
+        label = f"{_name(r)} · {r['dataset']} ({r['band']})"
+        (line,) = ax.plot(ns, mean, marker="o", label=label)
+        ax.fill_between(ns, [min(f) for f in folds], [max(f) for f in folds],
+                        color=line.get_color(), alpha=0.2)  # fmt: skip
+    ax.set_xscale("log")
+    ticks = sorted({int(n) for r in results for n in r["results"]})
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("labeled objects per class (n); shaded: min to max over folds")
+    ax.set_ylabel("macro F1 on the test set")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_confusion(result: dict, path: Path) -> None:
+    """Row-normalised confusion matrices (summed over folds), one panel per n."""
+    plt = _pyplot()
+    classes = result["classes"]
+    ns = _ns([result])
+    k = len(classes)
+    size = 1.6 + 0.45 * k
+    fig, axes = plt.subplots(1, len(ns), figsize=(size * len(ns), size), squeeze=False)
+    for ax, n in zip(axes[0], ns):
+        cm = sum(
+            np.array(v, float) for key, v in result["confusion"].items() if key.endswith(f"_n{n}")
+        )
+        cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        ax.imshow(cm, vmin=0, vmax=1, cmap="Blues")
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if cm[i, j] > 0.5 else "black")  # fmt: skip
+        ax.set_xticks(range(k), classes, rotation=90, fontsize=7)
+        ax.set_yticks(range(k), classes if ax is axes[0][0] else [], fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_title(f"n = {n}", fontsize=9)
+    axes[0][0].set_ylabel("true")
+    fig.suptitle(f"{_name(result)} on {result['dataset']} ({result['band']}), all folds", fontsize=9)
+    _save(fig, path)
+
+
+def embedding_2d(X: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
+    """2-D map of vectors: UMAP if installed, else t-SNE (PCA to 50 dims first, for speed)."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    X = StandardScaler().fit_transform(np.nan_to_num(np.asarray(X, float)))
+    try:
+        import umap  # optional
+
+        return umap.UMAP(random_state=seed).fit_transform(X), "UMAP"
+    except ImportError:
+        pass
+    if len(X) < 10:
+        return PCA(2).fit_transform(X), "PCA"
+    from sklearn.manifold import TSNE
+
+    X = PCA(min(50, X.shape[1], len(X))).fit_transform(X)
+    perplexity = min(30.0, (len(X) - 1) / 3)
+    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(X), "t-SNE"
+
+
+def plot_embedding(X: np.ndarray, labels: np.ndarray, path: Path, title: str = "") -> str:
+    """Scatter of the 2-D map coloured by class; returns the method used."""
+    plt = _pyplot()
+    Y, how = embedding_2d(X)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for c in np.unique(labels):
+        sel = labels == c
+        ax.scatter(Y[sel, 0], Y[sel, 1], s=4, alpha=0.7, label=f"{c} ({sel.sum()})")
+    ax.set_title(f"{title} ({how} of the test embeddings)", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=7, markerscale=3)
+    _save(fig, path)
+    return how
+
+
+def write_run_report(result: dict, out, embedding=None) -> None:
+    """report.md and the plots of one run in ``out``; ``embedding`` = (X_test, y_test) or None."""
+    out = Path(out)
+    plot_f1_vs_n([result], out / "f1_vs_n.png", title=f"FS-1 {result['dataset']} ({result['band']})")
+    plot_confusion(result, out / "confusion.png")
+    text = run_table(result)
+    text += "\n![macro F1 vs n](f1_vs_n.png)\n\n![confusion](confusion.png)\n"
+    if embedding is not None:
+        how = plot_embedding(*embedding, out / "embedding_map.png", title=_name(result))
+        text += f"\n![{how} map of the test embeddings](embedding_map.png)\n"
+    tmp = out / ".report.md.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, out / "report.md")
+
+
+def load_results(dirs) -> list[dict]:
+    """results.json of each folder (or file), with a clear error for a missing one."""
+    results = []
+    for d in dirs:
+        p = Path(d)
+        p = p / "results.json" if p.is_dir() else p
+        if not p.exists():
+            raise StarcurveError(f"{p}: no results.json here; run 'starcurve benchmark' first")
+        try:
+            r = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise StarcurveError(f"{p}: not valid JSON ({e})") from None
+        if r.get("protocol") != "FS-1" or "results" not in r:
+            raise StarcurveError(f"{p}: not an FS-1 results file")
+        results.append(r)
+    return results
+
+
+def write_comparison(results: list[dict], out, title: str = "FS-1 comparison") -> None:
+    """``out/report.md`` (one comparison table) and ``out/f1_vs_n.png`` for several runs."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_f1_vs_n(results, out / "f1_vs_n.png", title=title)
+    machines = sorted({r["machine"] for r in results})
+    text = f"# {title}\n\n" + comparison_table(results) + "\n\nMacro F1, mean ± std over folds. Machines: "
+    text += "; ".join(machines) + ".\n\n![macro F1 vs n](f1_vs_n.png)\n"
+    tmp = out / ".report.md.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, out / "report.md")
+
+
+@click.command("report")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "out_dir", default=None, type=click.Path(),
+              help="Write report.md and f1_vs_n.png here (else only print the table).")  # fmt: skip
+def report_cmd(dirs, out_dir):
+    """Merge FS-1 result folders into one comparison table (and plot with --out)."""
+    results = load_results(dirs)
+    table = comparison_table(results)
+    click.echo(table)
+    if out_dir:
+        write_comparison(results, out_dir)
+        click.echo(f"wrote {Path(out_dir) / 'report.md'} and {Path(out_dir) / 'f1_vs_n.png'}")
