@@ -1,0 +1,189 @@
+"""The classifier head that ships with the model, and ``starcurve classify``.
+
+One taxonomy across surveys. Sources label at different depths (EROS says "RR_Lyrae" where ASAS says
+RRab or RRc; ASAS "EB_ambiguous" and EROS "EB" do not give the binary type), so each source label maps
+to a *set* of fine classes and the head is trained with the set-valued likelihood
+``-log sum_{c in set} p(c)``: a coarse label teaches the head what it knows and nothing more.
+
+Out-of-distribution score: the Mahalanobis distance of the (standardised, PCA-whitened) embedding to
+the nearest class mean, divided by the 99th percentile of that distance over the training objects.
+A score above 1 flags the light curve as unlike every training class (``is_ood``) instead of forcing it
+into one.
+
+The head is stored beside the encoder as ``head.json`` + ``head.safetensors`` (no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+import pyarrow as pa
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from starcurve.errors import StarcurveError
+from starcurve.train.loop import atomic_json, atomic_safetensors
+
+FINE = ["RRab", "RRc", "Cepheid", "DSCT", "EB_contact", "EB_semidetached", "EB_detached", "LPV", "ACV", "microlensing"]
+EB = ("EB_contact", "EB_semidetached", "EB_detached")
+# (survey label) -> set of fine classes; labels not listed are not used to train the head.
+TAXONOMY: dict[str, tuple[str, ...]] = {
+    "RRab": ("RRab",), "RRc": ("RRc",), "RR_Lyrae": ("RRab", "RRc"),
+    "Cepheid": ("Cepheid",), "Cep_F": ("Cepheid",), "Cep_1O": ("Cepheid",),
+    "DSCT": ("DSCT",), "ACV": ("ACV",), "microlensing": ("microlensing",),
+    "EB_contact": ("EB_contact",), "EB_semidetached": ("EB_semidetached",),
+    "EB_detached": ("EB_detached",), "EB_ambiguous": EB, "EB": EB,
+    "Mira": ("LPV",), "LPV_WoodA": ("LPV",), "LPV_WoodB": ("LPV",), "LPV_WoodC": ("LPV",),
+    "LPV_WoodD": ("LPV",),
+}  # fmt: skip
+OOD_QUANTILE = 0.99
+PCA_DIMS = 32
+
+
+def label_sets(labels) -> tuple[np.ndarray, np.ndarray]:
+    """A [n, classes] 0/1 matrix of allowed fine classes, and which labels are usable."""
+    mat = np.zeros((len(labels), len(FINE)), np.float32)
+    usable = np.zeros(len(labels), bool)
+    for i, lab in enumerate(labels):
+        if lab in TAXONOMY:
+            usable[i] = True
+            mat[i, [FINE.index(c) for c in TAXONOMY[lab]]] = 1
+    return mat, usable
+
+
+class Head(torch.nn.Module):
+    def __init__(self, dim: int, hidden: int = 256, n_classes: int = len(FINE)):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(dim, hidden), torch.nn.ReLU(), torch.nn.LayerNorm(hidden),
+            torch.nn.Dropout(0.2), torch.nn.Linear(hidden, n_classes),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def fit_head(X: np.ndarray, labels, *, epochs: int = 300, seed: int = 0) -> dict:
+    """Train the head on embeddings ``X`` with survey ``labels``; return everything ``predict`` needs."""
+    allowed, usable = label_sets(labels)
+    if usable.sum() < 10:
+        raise StarcurveError("fewer than 10 objects carry a label of the taxonomy; cannot train a head")
+    X, allowed = X[usable].astype(np.float32), allowed[usable]
+    mean, std = X.mean(0), X.std(0) + 1e-6
+    Z = (X - mean) / std
+    torch.manual_seed(seed)
+    head = Head(X.shape[1])
+    opt = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-2)
+    # each fine-labelled group weighs the same in the loss, whatever its size
+    groups = {tuple(r) for r in allowed}
+    weight = np.zeros(len(Z), np.float32)
+    for g in groups:
+        sel = (allowed == np.array(g)).all(1)
+        weight[sel] = 1.0 / sel.sum()
+    zt, at, wt = torch.from_numpy(Z), torch.from_numpy(allowed), torch.from_numpy(weight / weight.sum())
+    for _ in range(epochs):
+        head.train()
+        logp = torch.log_softmax(head(zt), 1)
+        nll = -torch.logsumexp(logp + torch.log(at.clamp_min(1e-30)), 1)
+        loss = (nll * wt).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    # OOD: PCA-whitened distance to the nearest mean of each training label group
+    _, s, vt = np.linalg.svd(Z - Z.mean(0), full_matrices=False)
+    k = min(PCA_DIMS, len(s))
+    proj = vt[:k].T / (s[:k] / np.sqrt(len(Z))).clip(1e-6)
+    P = Z @ proj
+    centres = np.stack([P[(allowed == np.array(g)).all(1)].mean(0) for g in sorted(groups)])
+    d = _nearest(P, centres)
+    return {
+        "head": head.eval(),
+        "mean": mean, "std": std, "proj": proj.astype(np.float32), "centres": centres.astype(np.float32),
+        "threshold": float(np.quantile(d, OOD_QUANTILE)),
+    }  # fmt: skip
+
+
+def _nearest(P: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    return np.sqrt(((P[:, None, :] - centres[None]) ** 2).sum(-1)).min(1)
+
+
+def predict(state: dict, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities [n, classes] and OOD scores [n] (> 1: unlike every training class)."""
+    Z = ((X - state["mean"]) / state["std"]).astype(np.float32)
+    with torch.no_grad():
+        prob = torch.softmax(state["head"](torch.from_numpy(Z)), 1).numpy()
+    ood = _nearest(Z @ state["proj"], state["centres"]) / state["threshold"]
+    return prob, ood
+
+
+def save_head(state: dict, folder: Path, meta: dict) -> None:
+    tensors = {f"head.{k}": v for k, v in state["head"].state_dict().items()}
+    for k in ("mean", "std", "proj", "centres"):
+        tensors[k] = torch.from_numpy(np.ascontiguousarray(state[k], dtype=np.float32))
+    atomic_safetensors(tensors, Path(folder) / "head.safetensors")
+    atomic_json({"classes": FINE, "taxonomy": TAXONOMY, "threshold": state["threshold"],
+                 "ood_quantile": OOD_QUANTILE, "dim": int(state["mean"].shape[0]), **meta},
+                Path(folder) / "head.json")  # fmt: skip
+
+
+def load_head(folder: Path) -> dict:
+    folder = Path(folder)
+    if not (folder / "head.json").exists():
+        raise StarcurveError(f"{folder} has no classifier head (head.json); train one with scripts/train_head.py")
+    try:
+        meta = json.loads((folder / "head.json").read_text())
+        t = load_file(folder / "head.safetensors")
+        head = Head(meta["dim"], n_classes=len(meta["classes"]))
+        head.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("head.")})
+    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as e:
+        raise StarcurveError(f"{folder}: corrupted classifier head ({str(e).splitlines()[0]})") from None
+    return {"head": head.eval(), "threshold": meta["threshold"], "classes": meta["classes"],
+            **{k: t[k].numpy() for k in ("mean", "std", "proj", "centres")}}  # fmt: skip
+
+
+def classify_table(model, table: pa.Table, state: dict, batch_size: int = 256, progress: bool = False) -> pa.Table:
+    """Per row of a clean table: class, probability, every class's probability, OOD score and flag."""
+    X = model.embed_table(table, batch_size=batch_size, progress=progress)
+    prob, ood = predict(state, X)
+    classes = state["classes"]
+    cols = {
+        "object_id": table.column("object_id"),
+        "band": table.column("band"),
+        "class": pa.array([classes[i] for i in prob.argmax(1)]),
+        "probability": pa.array(prob.max(1).astype(np.float32)),
+        "ood_score": pa.array(ood.astype(np.float32)),
+        "is_ood": pa.array(ood > 1.0),
+    }
+    for i, c in enumerate(classes):
+        cols[f"p_{c}"] = pa.array(prob[:, i].astype(np.float32))
+    return pa.table(cols)
+
+
+@click.command("classify")
+@click.option("--input", "input_path", required=True, type=click.Path(), help="Light curves (any readable input).")
+@click.option("--output", required=True, type=click.Path(), help="Output Parquet file.")
+@click.option("--model", default=None, help="Model folder with a head (default: the shipped model).")
+@click.option("--band", default=None, help="Only this band.")
+@click.option("--min-obs", default=10, show_default=True, help="Skip light curves with fewer points.")
+def classify_cmd(input_path, output, model, band, min_obs):
+    """Per object: most likely class, probabilities, and an out-of-distribution flag."""
+    from starcurve.data.clean import clean
+    from starcurve.data.io import read, write_parquet
+    from starcurve.models.hub import load_model
+
+    m = load_model(model)
+    state = load_head(m.path)
+    table, rep = clean(read(input_path, band=band), min_obs=min_obs)
+    if table.num_rows == 0:
+        raise StarcurveError(f"no light curve with >= {min_obs} valid points in {input_path} ({rep})")
+    out = classify_table(m, table, state, progress=True)
+    write_parquet(out, output)
+    counts = dict(zip(*np.unique(out.column("class").to_numpy(zero_copy_only=False), return_counts=True)))
+    click.echo(f"{out.num_rows} classified -> {output}; {int(np.sum(out.column('is_ood')))} flagged OOD")
+    click.echo("classes: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+    if rep.removed:
+        click.echo(f"skipped {len(rep.removed)} light curves: " + "; ".join(f"{k} ({v})" for k, v in list(rep.removed.items())[:5]))

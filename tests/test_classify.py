@@ -1,0 +1,82 @@
+"""The shipped-classifier head: set-valued labels, OOD flag, storage without pickle, the CLI."""
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from starcurve import StarcurveError, write_parquet
+from starcurve.cli import main
+from starcurve.models import classify as C
+
+
+def clusters(rng, n=60, dim=16):
+    centres = {c: rng.normal(0, 4, dim) for c in ("RRab", "RRc", "Cepheid", "LPV")}
+    X, y = [], []
+    for c, mu in centres.items():
+        X.append(mu + rng.normal(0, 1, (n, dim)))
+        y += [c] * n
+    return np.vstack(X).astype(np.float32), np.array(y), centres
+
+
+def test_head_learns_fine_classes_from_mixed_fine_and_coarse_labels():
+    rng = np.random.default_rng(0)
+    X, y, _ = clusters(rng)
+    labels = y.copy().astype(object)
+    labels[(y == "RRab") & (rng.random(len(y)) < 0.5)] = "RR_Lyrae"  # coarse: RRab or RRc
+    labels[(y == "LPV")] = "Mira"
+    state = C.fit_head(X, list(labels), epochs=200)
+    prob, ood = C.predict(state, X)
+    pred = np.array(C.FINE)[prob.argmax(1)]
+    assert (pred == y).mean() > 0.95
+    assert (ood > 1).mean() <= 0.05  # the 99th-percentile threshold, on the training objects
+
+
+def test_far_away_points_are_flagged_out_of_distribution():
+    rng = np.random.default_rng(1)
+    X, y, _ = clusters(rng)
+    state = C.fit_head(X, list(y), epochs=50)
+    far = rng.normal(0, 1, (20, X.shape[1])).astype(np.float32) + 40
+    assert (C.predict(state, far)[1] > 1).all()
+
+
+def test_unusable_labels_give_a_clear_error():
+    with pytest.raises(StarcurveError, match="taxonomy"):
+        C.fit_head(np.zeros((20, 4), np.float32), ["BCEP"] * 20)
+
+
+def test_head_round_trip_and_corruption(tmp_path):
+    rng = np.random.default_rng(2)
+    X, y, _ = clusters(rng)
+    state = C.fit_head(X, list(y), epochs=20)
+    C.save_head(state, tmp_path, {"note": "test"})
+    back = C.load_head(tmp_path)
+    for a, b in zip(C.predict(state, X), C.predict(back, X)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    (tmp_path / "head.safetensors").write_bytes(b"junk")
+    with pytest.raises(StarcurveError, match="corrupted"):
+        C.load_head(tmp_path)
+
+
+def test_classify_cli_end_to_end(tmp_path, capsys):
+    from starcurve.data.simulate import simulate
+    from starcurve.models.encoder import EncoderConfig, Encoder
+    from starcurve.models.hub import load_model, save_model
+
+    torch.manual_seed(0)
+    cfg = EncoderConfig(name="tiny", d_model=16, n_layers=1, n_heads=2, d_ff=16, norm="pre",
+                        residual="add", time_encoding="logspaced", mask_token="vector", use_err=True, scale=True)
+    folder = save_model(Encoder(cfg), tmp_path / "m")
+    sim = simulate("asas", 120, ["RRab", "Mira"], seed=0)
+    model = load_model(folder)
+    state = C.fit_head(model.embed_table(sim), sim.column("label").to_pylist(), epochs=100)
+    C.save_head(state, folder, {})
+    data = sim.slice(0, 20)
+    write_parquet(data, tmp_path / "in.parquet")
+    main(["classify", "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "out.parquet"), "--model", str(folder)])
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.num_rows == 20
+    assert {"object_id", "class", "probability", "ood_score", "is_ood", "p_RRab", "p_LPV"} <= set(out.column_names)
+    p = np.stack([out.column(f"p_{c}").to_numpy() for c in C.FINE], 1)
+    np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
+    assert "20 classified" in capsys.readouterr().out
