@@ -5,4 +5,14 @@ from starcurve.data.io import read, write_parquet
 from starcurve.errors import StarcurveError
 
 __version__ = "0.1.0"
-__all__ = ["read", "clean", "write_parquet", "StarcurveError", "__version__"]
+__all__ = ["StarcurveError", "__version__", "clean", "load_model", "read", "write_parquet"]
+
+
+def load_model(path=None):
+    """Load an encoder model folder; with no path, the pretrained model shipped with starcurve.
+
+    Imported lazily so that ``import starcurve`` stays fast (torch loads on first use).
+    """
+    from starcurve.models.hub import load_model as _load_model
+
+    return _load_model(path)

@@ -1,0 +1,292 @@
+"""Model folders, embeddings and the ``starcurve embed`` command.
+
+A model folder holds ``config.json`` (the ``EncoderConfig`` and how the model was made) and
+``model.safetensors`` (the weights; float16 allowed, loaded as float32). Loading parses JSON and
+safetensors only, never executes code from the folder, and checks every tensor name and shape
+against the config, so a corrupted or mismatched folder gives one clear ``StarcurveError``.
+A run still in progress has no ``model.safetensors`` yet; its ``checkpoint/`` weights are used.
+
+Embeddings: per window, the states of the last layer (or the softmax-weighted mix of every layer)
+averaged over the valid steps; per light curve, the mean over its consecutive windows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from sklearn.base import BaseEstimator, TransformerMixin
+from tqdm.auto import tqdm
+
+from starcurve.data import schema as S
+from starcurve.data.clean import CleanReport, clean
+from starcurve.data.io import iter_tables, read, write_parquet
+from starcurve.data.windows import windows
+from starcurve.errors import StarcurveError
+from starcurve.models.encoder import Encoder, EncoderConfig
+from starcurve.train.loop import atomic_json, atomic_safetensors
+
+log = logging.getLogger("starcurve")
+FORMAT = "starcurve-encoder"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "resources" / "models" / "default"
+
+
+# ---------------------------------------------------------------- model folders
+
+
+def write_config(path: str | os.PathLike, cfg: EncoderConfig, meta: dict | None = None) -> None:
+    """Write ``config.json`` of a model folder (atomically)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    doc = {"format": FORMAT, "version": 1, "config": cfg.to_dict(), "meta": meta or {}}
+    atomic_json(doc, path / "config.json")
+
+
+def read_config(path: str | os.PathLike) -> EncoderConfig:
+    """The ``EncoderConfig`` of a model folder; a clear error if absent or malformed."""
+    f = Path(path) / "config.json"
+    if not f.is_file():
+        raise StarcurveError(f"{path}: not a model folder (no config.json)")
+    try:
+        doc = json.loads(f.read_text())
+    except (OSError, ValueError) as e:
+        raise StarcurveError(f"{f}: corrupted config ({str(e)[:120]}); re-create the model") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("config"), dict):
+        raise StarcurveError(f"{f}: not a starcurve encoder config (format {FORMAT!r} expected)")
+    try:
+        return EncoderConfig.from_dict(doc["config"])
+    except TypeError as e:
+        raise StarcurveError(f"{f}: invalid config ({e})") from None
+
+
+def save_model(model: Encoder, path: str | os.PathLike, meta: dict | None = None,
+               half: bool = False) -> Path:
+    """Write a model folder: ``config.json`` + ``model.safetensors`` (float16 if ``half``)."""
+    path = Path(path)
+    write_config(path, model.config, meta)
+    sd = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    atomic_safetensors(sd, path / "model.safetensors", metadata={"format": FORMAT})
+    return path
+
+
+def load_encoder(path: str | os.PathLike) -> Encoder:
+    """Build the encoder of a model folder and load its weights (checked name by name)."""
+    path = Path(path)
+    cfg = read_config(path)
+    weights = path / "model.safetensors"
+    if not weights.is_file() and (path / "checkpoint" / "model.safetensors").is_file():
+        log.warning("%s: no model.safetensors yet; using the run's last checkpoint", path)
+        weights = path / "checkpoint" / "model.safetensors"
+    if not weights.is_file():
+        raise StarcurveError(f"{path}: no model.safetensors; the model folder is incomplete")
+    try:
+        sd = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as e:  # a damaged or truncated file
+        raise StarcurveError(f"{weights}: corrupted weights ({str(e)[:120]}); re-download or re-train") from None
+    model = Encoder(cfg)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(sd))
+    extra = sorted(set(sd) - set(expected))
+    bad = [k for k in expected if k in sd and sd[k].shape != expected[k].shape]
+    if missing or extra or bad:
+        raise StarcurveError(
+            f"{path}: weights do not match config.json (missing {missing[:3]}, unexpected {extra[:3]},"
+            f" wrong shape {bad[:3]}); the folder is mixed up or damaged"
+        )
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in sd.items()})
+    return model.eval()
+
+
+def load_model(path: str | os.PathLike | None = None) -> Model:
+    """Load a model folder; with no path, the pretrained model shipped with starcurve."""
+    if path is None:
+        if not (DEFAULT_MODEL / "config.json").is_file():
+            raise StarcurveError(
+                "no pretrained model ships with this version of starcurve yet; pass a model folder "
+                "(make one with `starcurve pretrain --out DIR`)"
+            )
+        path = DEFAULT_MODEL
+    return Model(load_encoder(path), Path(path))
+
+
+# ---------------------------------------------------------------- embeddings
+
+
+class Model:
+    """A loaded encoder with per-light-curve embeddings."""
+
+    def __init__(self, encoder: Encoder, path: Path | None = None):
+        self.encoder = encoder.eval()
+        self.path = path
+        self.last_report: CleanReport | None = None
+
+    @property
+    def config(self) -> EncoderConfig:
+        return self.encoder.config
+
+    @property
+    def dim(self) -> int:
+        return self.config.d_model
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"Model({c.name!r}, d_model={c.d_model}, layers={c.n_layers}, path={self.path})"
+
+    @torch.inference_mode()
+    def window_vectors(self, w, *, layers: str = "last", batch_size: int = 256,
+                       progress: bool = False) -> np.ndarray:
+        """One vector per window of a ``Windows``; padding columns trimmed per batch (same result)."""
+        count = w.mask.sum(1)
+        order = np.argsort(count, kind="stable")  # similar lengths together: less padding
+        out = np.zeros((len(count), self.dim), np.float32)
+        dev = next(self.encoder.parameters()).device
+        for s in tqdm(range(0, len(order), batch_size), disable=not progress, desc="embed",
+                      unit="batch"):
+            idx = order[s : s + batch_size]
+            n = max(int(count[idx].max()), 1)
+            b = [torch.from_numpy(np.ascontiguousarray(a[idx, :n])).to(dev)
+                 for a in (w.time, w.mag, w.mask, w.err)]
+            out[idx] = self.encoder.window_vectors(*b[:3], b[3], layers=layers).float().cpu().numpy()
+        return out
+
+    def embed_table(self, table: pa.Table, *, layers: str = "last", batch_size: int = 256,
+                    progress: bool = False) -> np.ndarray:
+        """One vector per row of an already clean table: the mean of its windows' vectors."""
+        if table.num_rows == 0:
+            return np.zeros((0, self.dim), np.float32)
+        w = windows(table, self.config.window, mode="consecutive")
+        vec = self.window_vectors(w, layers=layers, batch_size=batch_size, progress=progress)
+        sums = np.zeros((table.num_rows, self.dim), np.float64)
+        np.add.at(sums, w.row, vec)
+        return (sums / np.maximum(np.bincount(w.row, minlength=table.num_rows), 1)[:, None]).astype(
+            np.float32
+        )
+
+    def embed(self, source, band: str | None = None, *, layers: str = "last",
+              batch_size: int = 256, progress: bool = False) -> pa.Table:
+        """Read and clean any input ``read`` accepts; a table (object_id, band, embedding).
+
+        Objects that cleaning removes are skipped and reported (log warning, ``last_report``).
+        """
+        table, report = clean(read(source, band=band))
+        self.last_report = report
+        if report.removed:
+            log.warning("skipped %d light curve(s) with no usable points, e.g. %s",
+                        len(report.removed), list(report.removed)[:3])
+        vec = self.embed_table(table, layers=layers, batch_size=batch_size, progress=progress)
+        return embedding_table(table, vec)
+
+
+def embedding_table(table: pa.Table, vec: np.ndarray) -> pa.Table:
+    """(object_id, band, embedding list<float32>) for the rows of ``table``."""
+    d = vec.shape[1] if vec.ndim == 2 else 0
+    offsets = np.arange(len(vec) + 1, dtype=np.int32) * d
+    emb = pa.ListArray.from_arrays(pa.array(offsets), pa.array(vec.reshape(-1), pa.float32()))
+    return pa.table({S.ID: table.column(S.ID), S.BAND: table.column(S.BAND), "embedding": emb})
+
+
+class Embedder(BaseEstimator, TransformerMixin):
+    """scikit-learn transformer: light curves -> embeddings, one row per input row.
+
+    ``X`` is anything ``read`` accepts (Arrow table, DataFrame, path). A row with no usable point
+    gets a row of NaN (and a warning), so that rows stay aligned with ``y``.
+    """
+
+    def __init__(self, model=None, layers: str = "last", band: str | None = None,
+                 batch_size: int = 256):
+        self.model, self.layers, self.band, self.batch_size = model, layers, band, batch_size
+
+    def fit(self, X=None, y=None):
+        self.model_ = self.model if isinstance(self.model, Model) else load_model(self.model)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        if not hasattr(self, "model_"):
+            self.fit()
+        table = read(X, band=self.band)
+        table = table.append_column("__row", pa.array(np.arange(table.num_rows)))
+        good, report = clean(table)
+        out = np.full((table.num_rows, self.model_.dim), np.nan, np.float32)
+        rows = good.column("__row").to_numpy()
+        out[rows] = self.model_.embed_table(good.drop_columns(["__row"]), layers=self.layers,
+                                            batch_size=self.batch_size)
+        if report.removed:
+            log.warning("%d row(s) had no usable points; their embeddings are NaN", len(report.removed))
+        return out
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return np.array([f"emb{i}" for i in range(self.model_.dim)], dtype=object)
+
+
+# ---------------------------------------------------------------- the `embed` command
+
+
+@click.command("embed")
+@click.option("--model", "model_dir", default=None, help="Model folder (default: the shipped model).")
+@click.option("--input", "input_path", required=True, help="Light curves: Parquet file/folder or text files.")
+@click.option("--output", "output", required=True, type=click.Path(dir_okay=False), help="OUT.parquet")
+@click.option("--band", default=None, help="Only this band.")
+@click.option("--layers", type=click.Choice(["last", "weighted"]), default="last", show_default=True)
+@click.option("--batch-size", default=256, show_default=True, type=int, help="Windows per forward pass.")
+@click.option("--chunk-rows", default=2048, show_default=True, type=int, help="Light curves per part file.")
+@click.option("--threads", default=None, type=int, help="torch CPU threads.")
+def embed_cmd(model_dir, input_path, output, band, layers, batch_size, chunk_rows, threads) -> None:
+    """Write one embedding per (object, band): object_id, band, embedding (resumable)."""
+    if threads:
+        torch.set_num_threads(threads)
+    model = load_model(model_dir)
+    output = Path(output)
+    parts = output.with_name(output.name + ".parts")
+    setup = {"model": str(model.path), "input": str(input_path), "band": band, "layers": layers,
+             "chunk_rows": chunk_rows}
+    manifest = parts / "manifest.json"
+    if manifest.exists() and json.loads(manifest.read_text()) != setup:
+        raise StarcurveError(f"{parts} holds a run with other options; delete it or repeat them")
+    parts.mkdir(parents=True, exist_ok=True)
+    atomic_json(setup, manifest)
+    src = Path(input_path)
+    is_parquet = src.suffix == ".parquet" or (src.is_dir() and any(src.glob("*.parquet")))
+    if is_parquet:
+        total = sum(pq.ParquetFile(p).metadata.num_rows for p in _parquet_list(src))
+        tables = iter_tables(src, batch_rows=chunk_rows, band=band)
+    else:
+        whole = read(input_path, band=band)
+        total = whole.num_rows
+        tables = (whole.slice(s, chunk_rows) for s in range(0, max(whole.num_rows, 1), chunk_rows))
+    t0, done, skipped, n_parts = time.time(), 0, 0, 0
+    with tqdm(total=total, desc="embed", unit="LC", dynamic_ncols=True) as bar:
+        for i, chunk in enumerate(tables):
+            part, info = parts / f"part-{i:05d}.parquet", parts / f"part-{i:05d}.json"
+            n_parts = i + 1
+            if not (part.exists() and info.exists()):  # done before an interruption: skip
+                table, report = clean(chunk)
+                vec = model.embed_table(table, layers=layers, batch_size=batch_size)
+                write_parquet(embedding_table(table, vec), part)
+                atomic_json({"rows": table.num_rows, "skipped": len(report.removed),
+                             "examples": list(report.removed)[:5]}, info)
+            meta = json.loads(info.read_text())
+            done, skipped = done + meta["rows"], skipped + meta["skipped"]
+            bar.update(chunk.num_rows)
+    files = [parts / f"part-{i:05d}.parquet" for i in range(n_parts)]
+    merged = pa.concat_tables([pq.read_table(f) for f in files]) if files else None
+    if merged is None or merged.num_rows == 0:
+        raise StarcurveError(f"{input_path}: no light curve with usable points to embed")
+    write_parquet(merged, output)
+    shutil.rmtree(parts)
+    click.echo(f"wrote {merged.num_rows} embeddings (dim {model.dim}) to {output}; "
+               f"skipped {skipped} light curve(s) without usable points; {time.time() - t0:.1f} s")
+
+
+def _parquet_list(src: Path) -> list[Path]:
+    return sorted(src.glob("*.parquet")) if src.is_dir() else [src]

@@ -1,0 +1,345 @@
+"""Masked-magnitude pretraining of the encoder, and self-supervised fine-tuning on a target pool.
+
+Per window (Astromer recipe): 50% of the valid observations are probed; of those 20% keep their true
+value, 20% of the rest get a magnitude drawn from the same window and the rest (32% of the window)
+are hidden. The loss is the RMSE over probed positions only (per-window mean of squared errors,
+averaged over windows, square root); ``a2`` weights each squared error by 1/sigma min-max scaled
+within the window plus 1e-3; ``sc1`` measures errors in units of the window's visible spread.
+
+Data come from the core ``WindowStream`` (random windows, sharded Parquet) through a seeded shuffle
+pool, so that windows of different files and surveys mix within a batch. Training is the one loop
+``starcurve.train.loop.train`` (warm-up, clipping, bf16 on GPU, DDP, CSV log, checkpoints, exact
+resume). The run folder is a model folder: ``config.json`` written at the start,
+``model.safetensors`` at the end, ``checkpoint/`` for resuming, ``log.csv`` and ``val.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from starcurve.data import schema as S
+from starcurve.data.clean import clean
+from starcurve.data.io import parquet_files, read
+from starcurve.data.loader import WindowStream, window_tensors
+from starcurve.errors import StarcurveError
+from starcurve.models import hub
+from starcurve.models.encoder import Encoder, build, get_config
+from starcurve.train.loop import TrainConfig, ddp_setup, train
+
+log = logging.getLogger("starcurve")
+PROBE, KEEP, RANDOM = 0.5, 0.2, 0.2
+
+
+def probe_masks(mag: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None):
+    """Draw the probe pattern of each window: returns (mag_in, probed, hidden).
+
+    Exact counts per window of n valid points: floor(n/2) probed, floor(20%) of them kept,
+    floor(20%) of the rest replaced by a magnitude of a random valid point of the same window,
+    the rest hidden. Valid points are the leading ones of each row (as ``windows`` pads them).
+    """
+    mask = mask.bool()
+    n = mask.sum(1, keepdim=True)
+    n_probe = torch.floor(n * PROBE)
+    n_keep = torch.floor(n_probe * KEEP)
+    n_rand = torch.floor((n_probe - n_keep) * RANDOM)
+    score = torch.rand(mask.shape, generator=generator, device=mask.device).masked_fill(~mask, 2.0)
+    rank = score.argsort(1).argsort(1)  # a random order of the valid points of each window
+    probed = rank < n_probe
+    rand = (rank >= n_keep) & (rank < n_keep + n_rand)
+    hidden = probed & ~(rank < n_keep) & ~rand
+    src = (torch.rand(mask.shape, generator=generator, device=mask.device) * n).long()
+    src = src.clamp(max=mask.shape[1] - 1)
+    mag_in = torch.where(rand, mag.gather(1, src), mag)
+    return mag_in, probed, hidden
+
+
+def inv_err_weights(err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """a2 loss weights: 1/sigma min-max scaled within the window (valid points) plus 1e-3."""
+    w = 1.0 / err.clamp(min=1e-6)
+    big = torch.finfo(w.dtype).max
+    lo = w.masked_fill(~mask, big).amin(1, keepdim=True)
+    hi = w.masked_fill(~mask, -big).amax(1, keepdim=True)
+    span = hi - lo
+    scaled = torch.where(span > 0, (w - lo) / span.clamp(min=1e-12), torch.zeros_like(w))
+    return scaled + 1e-3
+
+
+def masked_loss(model, batch: dict, generator: torch.Generator | None = None):
+    """Masked reconstruction loss and logged metrics (RMSE in magnitudes on probed/hidden points)."""
+    cfg = getattr(model, "module", model).config
+    mag, mask = batch["mag"], batch["mask"].bool()
+    mag_in, probed, hidden = probe_masks(mag, mask, generator)
+    pred, scale = model(batch["time"], mag_in, mask, batch["err"], hidden)
+    resid = pred - mag
+    r2 = (resid / scale[:, None]) ** 2 if cfg.scale else resid**2
+    if cfg.loss_clip:
+        r2 = r2.clamp(max=cfg.loss_clip)  # a 5-sigma outlier cannot be predicted: stop chasing it
+    if cfg.loss_weights == "inv_err":
+        r2 = r2 * inv_err_weights(batch["err"], mask)
+    loss = _window_mean(r2, probed).sqrt()
+    with torch.no_grad():
+        raw = resid.detach() ** 2
+        metrics = {
+            "rmse_probed": _window_mean(raw, probed).sqrt(),
+            "rmse_hidden": _window_mean(raw, hidden).sqrt(),
+            "rmse_hidden_zero": _window_mean(mag**2, hidden).sqrt(),  # predicting the window mean
+        }
+    return loss, metrics
+
+
+def _window_mean(r2: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Mean over windows (those with at least one point in ``where``) of per-window means."""
+    k = where.sum(1)
+    per = (r2 * where).sum(1) / k.clamp(min=1)
+    has = (k > 0).to(per.dtype)
+    return (per * has).sum() / has.sum().clamp(min=1)
+
+
+def shuffled_batches(stream: WindowStream, batch_size: int, pool: int, seed: int, rank: int = 0):
+    """Mix windows of consecutive stream chunks in a seeded pool of ``pool`` windows, then batch."""
+    rng = np.random.default_rng([seed, rank, 7])
+    keys = ("time", "mag", "err", "mask")
+    buf: list[dict] = []
+    have = 0
+    for chunk in stream:
+        buf.append({k: chunk[k] for k in keys})
+        have += len(chunk["mag"])
+        if have < pool:
+            continue
+        cat = {k: torch.cat([b[k] for b in buf]) for k in keys}
+        perm = torch.from_numpy(rng.permutation(have))
+        full = have - have % batch_size
+        for s in range(0, full, batch_size):
+            idx = perm[s : s + batch_size]
+            yield {k: v[idx] for k, v in cat.items()}
+        rest = perm[full:]  # carry the remainder over, so no window is dropped
+        buf, have = [{k: v[rest] for k, v in cat.items()}], len(rest)
+
+
+def read_ids(path: str | Path | None) -> set[str]:
+    """Object ids from a text file, one per line (blank lines and '#' comments ignored)."""
+    if path is None:
+        return set()
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise StarcurveError(f"--exclude-ids {path}: cannot read ({e.strerror})") from None
+    return {s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")}
+
+
+class Validation:
+    """Masked-reconstruction RMSE on fixed held-out windows with a fixed probe pattern."""
+
+    def __init__(self, source, window: int, band=None, exclude=frozenset(), max_windows=1024, seed=0,
+                 log_path: Path | None = None, batch_size: int = 256):
+        table = read(source, band=band)
+        if exclude:
+            table = table.filter(pc.invert(pc.is_in(table.column(S.ID), pa.array(sorted(exclude)))))
+        table, _ = clean(table, min_obs=10)
+        if table.num_rows == 0:
+            raise StarcurveError(f"--val-data {source}: no light curve with >= 10 points")
+        w = window_tensors(table, window, mode="consecutive")
+        rng = np.random.default_rng(seed)
+        take = torch.from_numpy(np.sort(rng.permutation(len(w["row"]))[:max_windows]))
+        self.batch = {k: v[take] for k, v in w.items() if k != "row"}
+        self.seed, self.log_path, self.batch_size = seed, log_path, batch_size
+        self.n_windows, self.n_objects = len(take), table.num_rows
+        self.step = 0
+
+    @torch.no_grad()
+    def metrics(self, model: Encoder) -> dict:
+        was = model.training
+        model.eval()
+        dev = next(model.parameters()).device
+        g = torch.Generator(device=dev).manual_seed(self.seed)  # the same probes every time
+        sums = {"rmse_probed": 0.0, "rmse_hidden": 0.0, "rmse_hidden_zero": 0.0, "loss": 0.0}
+        n = len(self.batch["mag"])
+        for s in range(0, n, self.batch_size):
+            b = {k: v[s : s + self.batch_size].to(dev) for k, v in self.batch.items()}
+            loss, m = masked_loss(model, b, g)
+            k = len(b["mag"])
+            sums["loss"] += float(loss) ** 2 * k
+            for key in m:
+                sums[key] += float(m[key]) ** 2 * k
+        model.train(was)
+        return {k: math.sqrt(v / n) for k, v in sums.items()}
+
+    def __call__(self, model: Encoder) -> float:
+        """eval_fn of the loop: logs a row of val.csv; higher is better, so minus hidden RMSE."""
+        m = self.metrics(model)
+        self.step += 1
+        if self.log_path is not None:
+            new = not self.log_path.exists()
+            with open(self.log_path, "a", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=["eval", *m])
+                if new:
+                    w.writeheader()
+                w.writerow({"eval": self.step, **{k: round(v, 6) for k, v in m.items()}})
+        return -m["rmse_hidden"]
+
+
+def run(
+    model: Encoder,
+    paths: list,
+    out: Path,
+    tcfg: TrainConfig,
+    *,
+    batch_size: int = 64,
+    band: str | None = None,
+    exclude: set[str] | None = None,
+    resume: bool = False,
+    val: Validation | None = None,
+    pool: int = 16384,
+    meta: dict | None = None,
+    desc: str = "pretrain",
+) -> dict:
+    """Train ``model`` by masked reconstruction and write the model folder ``out``."""
+    rank, world = ddp_setup()
+    out = Path(out)
+    cfg = model.config
+    if rank == 0:
+        if resume and (out / "config.json").exists():  # keep how the run was started
+            first = json.loads((out / "config.json").read_text()).get("meta", {})
+            first.setdefault("resumed", []).append((meta or {}).get("command"))
+            meta = first
+        hub.write_config(out, cfg, meta)
+    if tcfg.steps == 0:
+        if rank == 0:
+            hub.save_model(model, out, meta)
+        return {"steps": 0}
+
+    def batches():
+        stream = WindowStream(
+            paths, n=cfg.window, batch_size=4096, band=band, exclude=exclude or None,
+            batch_rows=512, seed=tcfg.seed, rank=rank, world=world,  # small chunks: DDP balance
+        )
+        return shuffled_batches(stream, batch_size, max(pool, batch_size), tcfg.seed, rank)
+
+    if val is not None:
+        val.log_path = out / "val.csv"
+        val.step = _count_rows(val.log_path) if resume else 0
+    summary = train(model, batches, masked_loss, out, tcfg, resume=resume, eval_fn=val, desc=desc)
+    if rank == 0:
+        hub.save_model(model, out, meta)
+    return summary
+
+
+def _count_rows(path: Path) -> int:
+    return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
+
+
+def _train_options(f):
+    opts = [
+        click.option("--data", "data", multiple=True, required=True,
+                     help="Parquet file(s) or folder(s) of shards; more paths may follow."),
+        click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+                     help="Run folder (becomes the model folder)."),
+        click.option("--steps", default=None, type=int,
+                     help="Optimizer steps in all (pretrain 20000, finetune 2000 by default)."),
+        click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint."),
+        click.option("--batch-size", default=64, show_default=True, type=int),
+        click.option("--lr", type=float, default=None, help="Peak learning rate."),
+        click.option("--warmup", default=None, type=int, help="Warm-up steps."),
+        click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default="adam",
+                     show_default=True),
+        click.option("--weight-decay", default=0.0, show_default=True, type=float),
+        click.option("--clip", default=1.0, show_default=True, type=float),
+        click.option("--band", default=None, help="Only rows of this band."),
+        click.option("--exclude-ids", type=click.Path(dir_okay=False), default=None,
+                     help="Text file of object ids never to train on (e.g. FS-1 test objects)."),
+        click.option("--val-data", default=None, help="Held-out light curves for validation RMSE."),
+        click.option("--val-band", default=None, help="Band of --val-data to use."),
+        click.option("--val-windows", default=1024, show_default=True, type=int),
+        click.option("--eval-every", default=500, show_default=True, type=int),
+        click.option("--ckpt-every", default=200, show_default=True, type=int),
+        click.option("--pool", default=16384, show_default=True, type=int,
+                     help="Windows mixed in the shuffle pool."),
+        click.option("--seed", default=0, show_default=True, type=int),
+        click.option("--threads", default=None, type=int, help="torch CPU threads per process."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return click.argument("more_data", nargs=-1, type=click.Path())(f)
+
+
+def _launch(model, out, opts: dict, meta: dict, lr: float, warmup: int, desc: str) -> None:
+    if opts["threads"]:
+        torch.set_num_threads(opts["threads"])
+    paths = [str(p) for p in parquet_files(list(opts["data"]) + list(opts["more_data"]))]
+    exclude = read_ids(opts["exclude_ids"])
+    tcfg = TrainConfig(
+        steps=opts["steps"], lr=lr, optimizer=opts["optimizer"], weight_decay=opts["weight_decay"],
+        betas=(0.9, 0.98), eps=1e-9, warmup=warmup, clip=opts["clip"], log_every=25,
+        ckpt_every=opts["ckpt_every"], eval_every=opts["eval_every"] if opts["val_data"] else 0,
+        seed=opts["seed"],
+    )
+    val = None
+    if opts["val_data"] and opts["steps"] > 0:
+        val = Validation(opts["val_data"], model.config.window, band=opts["val_band"],
+                         exclude=exclude, max_windows=opts["val_windows"])
+    meta = {
+        **meta,
+        "data": paths, "band": opts["band"], "excluded_ids": len(exclude),
+        "exclude_ids_file": opts["exclude_ids"], "batch_size": opts["batch_size"],
+        "train": {**vars(tcfg), "betas": list(tcfg.betas)},
+        "val_data": opts["val_data"], "val_band": opts["val_band"],
+        "command": " ".join(sys.argv),
+    }
+    summary = run(model, paths, Path(out), tcfg, batch_size=opts["batch_size"], band=opts["band"],
+                  exclude=exclude, resume=opts["resume"], val=val, pool=opts["pool"], meta=meta,
+                  desc=desc)
+    if int(ddp_setup()[0]) == 0:
+        click.echo(json.dumps({"out": str(out), **{k: v for k, v in summary.items()}}))
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    if not resume and (out / "checkpoint").exists():
+        raise StarcurveError(f"{out} already holds a run: add --resume, or choose another --out")
+
+
+@click.command("pretrain")
+@click.option("--config", "config", default=None,
+              help="a1 | a2 | sc1 | a JSON file of EncoderConfig fields [default: sc1, or the run's].")
+@_train_options
+def pretrain_cmd(config: str, **opts) -> None:
+    """Pretrain an encoder by masked reconstruction on light curves (Parquet)."""
+    out = Path(opts["out"])
+    _check_out(out, opts["resume"])
+    cfg = get_config(config or "sc1")
+    if opts["resume"] and (out / "config.json").exists():
+        saved = hub.read_config(out)  # a resumed run keeps its own configuration
+        if config is not None and saved.to_dict() != cfg.to_dict():
+            raise StarcurveError(f"--config {config} differs from the run in {out}; drop --config")
+        cfg = saved
+    opts["steps"] = 20000 if opts["steps"] is None else opts["steps"]
+    model = build(cfg, seed=opts["seed"])
+    lr = opts["lr"] if opts["lr"] is not None else 1e-3
+    warmup = opts["warmup"] if opts["warmup"] is not None else 500
+    _launch(model, out, opts, {"task": "pretrain", "from": None}, lr, warmup, "pretrain")
+
+
+@click.command("finetune")
+@click.option("--model", "model_dir", default=None,
+              help="Model folder to start from (default: the shipped model).")
+@_train_options
+def finetune_cmd(model_dir: str | None, **opts) -> None:
+    """Continue masked pretraining on a target survey's unlabeled pool (self-supervised)."""
+    out = Path(opts["out"])
+    _check_out(out, opts["resume"])
+    model = hub.load_model(model_dir).encoder
+    opts["steps"] = 2000 if opts["steps"] is None else opts["steps"]
+    lr = opts["lr"] if opts["lr"] is not None else 2e-4
+    warmup = opts["warmup"] if opts["warmup"] is not None else 100
+    src = str(model_dir) if model_dir else "shipped default"
+    _launch(model, out, opts, {"task": "finetune", "from": src}, lr, warmup, "finetune")

@@ -1,0 +1,494 @@
+"""Shared supervised glue for the end-to-end classifiers (``rnn``, ``cnn``).
+
+One path for every use (CLI, FS-1 benchmark, scripts):
+
+    read -> clean (core) -> labels (map, drop unlabeled/rare) -> validation split (stratified, from the
+    training data) -> optional augmentation (``starcurve.data.augment``) -> training scales
+    -> the ONE core loop ``starcurve.train.loop.train`` (early stopping on validation loss,
+    checkpoints, resume, progress bar) -> model folder (config.json + model.safetensors).
+
+A model folder holds ``config.json`` (kind, model config with class names and input scales, training
+summary) and ``model.safetensors``; loading never executes code. Light curves with fewer than
+``min_obs`` observations are never classified: they get a skip reason instead of a class.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import click
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
+from starcurve.data import schema as S
+from starcurve.data.augment import AugmentConfig, balance, batch_augment, crop
+from starcurve.data.clean import clean
+from starcurve.data.deltas import cnn_input
+from starcurve.data.io import iter_tables, parquet_files, read, write_parquet
+from starcurve.errors import StarcurveError
+from starcurve.models.cnn import CNNClassifier, CNNConfig
+from starcurve.models.rnn import RNNClassifier, RNNConfig
+from starcurve.train.loop import TrainConfig, atomic_json, atomic_safetensors, train
+
+log = logging.getLogger("starcurve")
+MODELS = {"rnn": (RNNClassifier, RNNConfig), "cnn": (CNNClassifier, CNNConfig)}
+_ROW = "__row"  # helper column that follows rows through cleaning
+
+
+@dataclass
+class FitConfig:
+    steps: int = 3000  # upper bound; early stopping usually ends sooner
+    epochs: float | None = None  # if given, steps = ceil(epochs * training objects / batch_size)
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    val_frac: float = 0.15  # stratified validation split out of the training data
+    max_val: int = 2000  # validation objects used at most (evaluation cost)
+    eval_every: int = 100
+    patience: int = 5  # evaluations without a better validation loss before stopping
+    class_weight: bool = True  # inverse-frequency weights in the loss (after augmentation)
+    augment: AugmentConfig | None = None
+    ckpt_every: int = 200
+    seed: int = 0
+
+
+# --- data -------------------------------------------------------------------------------------
+def clean_rows(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
+    """Core ``clean`` plus, for each kept row, its index in the input table."""
+    tagged = table.append_column(_ROW, pa.array(np.arange(table.num_rows), pa.int64()))
+    out, _ = clean(tagged)
+    rows = out.column(_ROW).to_numpy()
+    return out.drop_columns([_ROW]), rows
+
+
+def map_labels(labels: np.ndarray, label_map: dict | None) -> np.ndarray:
+    """Apply ``{source name: new name or None}``; unmapped names stay; None/'' mean unlabeled."""
+    labels = np.asarray(labels, dtype=object)
+    if label_map:
+        labels = np.array([label_map.get(v, v) if v is not None else None for v in labels], object)
+    labels[~_labeled(labels) | (labels == "")] = None
+    return labels
+
+
+def _labeled(labels: np.ndarray) -> np.ndarray:
+    return np.array([v is not None for v in labels], bool)
+
+
+def split_validation(y: np.ndarray, frac: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split: about ``frac`` of each class (at least one if it has two or more) to validation."""
+    val = []
+    for k in np.unique(y):  # loop over classes
+        idx = rng.permutation(np.flatnonzero(y == k))
+        nv = min(max(round(frac * len(idx)), 1), len(idx) - 1) if frac > 0 else 0
+        val.append(idx[:nv])
+    val = np.sort(np.concatenate(val)) if val else np.zeros(0, np.int64)
+    return np.setdiff1d(np.arange(len(y)), val), val
+
+
+def delta_scales(table: pa.Table, n: int = 500) -> tuple[float, float]:
+    """RMS of log1p(dt) and of dm over the first ``n`` points of every light curve (training set)."""
+    x, lens = cnn_input(table, n)
+    valid = (np.arange(n)[None, :] >= 1) & (np.arange(n)[None, :] < lens[:, None])
+    dt, dm = np.log1p(np.maximum(x[:, 0][valid], 0)), x[:, 1][valid]
+    rms = lambda v: float(np.sqrt(np.mean(v.astype(np.float64) ** 2))) if len(v) else 1.0
+    return rms(dt) or 1.0, rms(dm) or 1.0
+
+
+def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Row indices in batches of similar length (less padding for the RNN)."""
+    order = np.argsort(lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+# --- models: build, save, load ------------------------------------------------------------------
+def model_config(kind: str, **config):
+    """The config dataclass of ``kind`` (``RNNConfig`` / ``CNNConfig``); unknown options are errors."""
+    if kind not in MODELS:
+        raise StarcurveError(f"unknown model kind {kind!r}; use one of {sorted(MODELS)}")
+    cfg_cls = MODELS[kind][1]
+    names = {f.name for f in fields(cfg_cls)}
+    unknown = sorted(set(config) - names)
+    if unknown:
+        raise StarcurveError(f"unknown {kind} option(s) {unknown}; known: {sorted(names)}")
+    return cfg_cls(**config)
+
+
+def build(kind: str, **config) -> torch.nn.Module:
+    """A freshly initialised model of ``kind`` with the given config values."""
+    return MODELS[kind][0](model_config(kind, **config))
+
+
+def save(model: torch.nn.Module, out_dir, extra: dict | None = None) -> Path:
+    """Write ``config.json`` + ``model.safetensors`` (atomically) into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_safetensors(model.state_dict(), out / "model.safetensors")
+    atomic_json({"kind": model.kind, "config": asdict(model.cfg), **(extra or {})}, out / "config.json")
+    return out
+
+
+def load(model_dir) -> torch.nn.Module:
+    """Load a model folder written by ``save`` (no code is executed)."""
+    d = Path(model_dir)
+    try:
+        meta = json.loads((d / "config.json").read_text())
+        state = load_file(d / "model.safetensors")
+    except (OSError, ValueError) as e:
+        raise StarcurveError(f"{d} is not a model folder (config.json + model.safetensors): {e}") from None
+    model = build(meta.get("kind", "?"), **meta.get("config", {}))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise StarcurveError(f"{d}: weights do not match config.json: {str(e).splitlines()[0]}") from None
+    return model.eval()
+
+
+# --- training ---------------------------------------------------------------------------------
+def fit(
+    kind: str,
+    table: pa.Table,
+    labels,
+    out_dir,
+    cfg: FitConfig | None = None,
+    *,
+    model_options: dict | None = None,
+    resume: bool = False,
+    desc: str | None = None,
+) -> tuple[torch.nn.Module, dict]:
+    """Train a classifier on a clean table with one label per row; save it in ``out_dir``.
+
+    Rows shorter than the model's ``min_obs`` are left out (counted in the summary).
+    Returns the trained model (best validation weights, eval mode) and a summary dict.
+    """
+    cfg = cfg or FitConfig()
+    opts = dict(model_options or {})
+    min_obs = model_config(kind, classes=["?"], **opts).min_obs  # also validates the options
+    labels = np.asarray(labels, dtype=object)
+    ok = (S.lengths(table) >= min_obs) & _labeled(labels)
+    if not ok.any():
+        raise StarcurveError(f"no labeled light curve with at least {min_obs} observations to train on")
+    rows = np.flatnonzero(ok)
+    classes, y = np.unique(labels[rows].astype(str), return_inverse=True)
+    if len(classes) < 2:
+        raise StarcurveError(f"need at least two classes to train a classifier, found {list(classes)}")
+    rng = np.random.default_rng(cfg.seed)
+    tr, va = split_validation(y, cfg.val_frac, rng)
+    train_t, y_tr = table.take(pa.array(rows[tr])), y[tr]
+    if cfg.augment is not None and cfg.augment.balance:
+        train_t, y_tr = balance(train_t, y_tr, cfg.augment, rng)
+    dt_scale, dm_scale = delta_scales(train_t)
+    torch.manual_seed(cfg.seed)  # initial weights depend on the seed only
+    model = build(kind, classes=[str(c) for c in classes], dt_scale=dt_scale, dm_scale=dm_scale, **opts)
+    counts = np.bincount(y_tr, minlength=len(classes))
+    weight = None
+    if cfg.class_weight:
+        weight = torch.tensor(len(y_tr) / (len(classes) * np.maximum(counts, 1)), dtype=torch.float32)
+
+    va = va[rng.permutation(len(va))[: cfg.max_val]]
+    val_t, y_va = table.take(pa.array(rows[va])), y[va]
+    val_batches = [
+        {**model.inputs(val_t.take(pa.array(b))), "y": torch.from_numpy(y_va[b])}
+        for b in length_batches(S.lengths(val_t), 256)
+    ]
+    n_train = train_t.num_rows
+    bs = min(cfg.batch_size, n_train)
+    steps = cfg.steps if cfg.epochs is None else max(1, math.ceil(cfg.epochs * n_train / bs))
+    epoch_counter = itertools.count()
+    max_obs = getattr(model.cfg, "train_max_obs", 0)
+
+    def batches():
+        """One epoch; the RNG depends only on (seed, epoch), so a resumed run replays it exactly."""
+        erng = np.random.default_rng([cfg.seed, next(epoch_counter)])
+        order = erng.permutation(n_train)
+        for s in range(0, n_train - bs + 1, bs):
+            idx = order[s : s + bs]
+            sub = train_t.take(pa.array(idx))
+            if cfg.augment is not None:
+                sub = batch_augment(sub, cfg.augment, erng)
+            if max_obs:
+                sub = crop(sub, max_obs, erng)
+            yield {**model.inputs(sub), "y": torch.from_numpy(y_tr[idx])}
+
+    def loss_fn(net, batch):
+        logits = net(batch["x"], batch["lengths"])
+        w = weight.to(logits.device) if weight is not None else None
+        loss = F.cross_entropy(logits, batch["y"], weight=w)
+        return loss, {"acc": (logits.argmax(1) == batch["y"]).float().mean()}
+
+    @torch.no_grad()
+    def eval_fn(net) -> float:
+        """Minus the (class-weighted) validation cross-entropy: higher is better."""
+        net.eval()
+        total, norm = 0.0, 0.0
+        for b in val_batches:
+            logits = net(b["x"], b["lengths"])
+            w = weight[b["y"]] if weight is not None else torch.ones(len(b["y"]))
+            total += float((F.cross_entropy(logits, b["y"], reduction="none") * w).sum())
+            norm += float(w.sum())
+        net.train()
+        return -total / max(norm, 1e-12)
+
+    tcfg = TrainConfig(
+        steps=steps, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup=min(100, max(steps // 10, 1)),
+        log_every=min(25, steps), ckpt_every=cfg.ckpt_every, eval_every=cfg.eval_every if len(va) else 0,
+        patience=cfg.patience, seed=cfg.seed,
+    )
+    summary = train(
+        model, batches, loss_fn, out_dir, tcfg, resume=resume,
+        eval_fn=eval_fn if len(va) else None, desc=desc or f"train {kind}",
+    )
+    model.eval()
+    info = {
+        "train": {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()},
+        "data": {
+            "classes": {str(c): int(n) for c, n in zip(classes, np.bincount(y, minlength=len(classes)))},
+            "train_objects": len(tr),
+            "train_rows_after_augmentation": int(n_train),
+            "validation_objects": len(va),
+            "skipped_short_or_unlabeled": int((~ok).sum()),
+        },
+        "fit": {k: v for k, v in asdict(cfg).items() if k != "augment"},
+        "augment": asdict(cfg.augment) if cfg.augment is not None else None,
+    }
+    save(model, out_dir, info)
+    return model, info
+
+
+# --- prediction -------------------------------------------------------------------------------
+@torch.no_grad()
+def predict_proba(model, table: pa.Table, batch_size: int = 256) -> tuple[np.ndarray, list]:
+    """Class probabilities [rows, classes] (NaN where skipped) and a skip reason per row (or None)."""
+    model.eval()
+    lens = S.lengths(table)
+    min_obs = model.cfg.min_obs
+    proba = np.full((table.num_rows, len(model.cfg.classes)), np.nan, np.float32)
+    ok = np.flatnonzero(lens >= min_obs)
+    for b in length_batches(lens[ok], batch_size):
+        idx = ok[b]
+        inp = model.inputs(table.take(pa.array(idx)))
+        proba[idx] = torch.softmax(model(inp["x"], inp["lengths"]), -1).numpy()
+    reasons = [None if n >= min_obs else f"too few observations ({n} < {min_obs}); not classified" for n in lens]
+    return proba, reasons
+
+
+def fs1_fit_predict(
+    kind: str, train_table: pa.Table, y_train, test_table: pa.Table, *, seed: int, out_dir
+) -> tuple[np.ndarray, float]:
+    """FS-1 method ``rnn`` / ``cnn``: train on the training set only, predict every test object.
+
+    Test light curves shorter than ``min_obs`` are not classified by the model; FS-1 needs a label
+    for every object, so they get the most frequent training class (counted in
+    ``out_dir/fs1_predict.json``). Returns the labels and the CPU seconds per test light curve spent
+    on cleaning + prediction.
+    """
+    out_dir = Path(out_dir)
+    train_clean, rows = clean_rows(train_table)
+    y = np.asarray(y_train, dtype=object)[rows]
+    model, info = fit(
+        kind, train_clean, y, out_dir, replace(FS1_FIT[kind], seed=seed),
+        model_options=FS1_MODEL[kind], desc=f"FS-1 {kind}",
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    test_clean, test_rows = clean_rows(test_table)
+    proba, _ = predict_proba(model, test_clean)
+    seconds = (time.perf_counter() - t0) / max(test_table.num_rows, 1)
+    classes = np.array(model.cfg.classes, dtype=object)
+    values, counts = np.unique(y[_labeled(y)].astype(str), return_counts=True)
+    fallback = str(values[np.argmax(counts)])
+    pred = np.full(test_table.num_rows, fallback, dtype=object)
+    done = np.isfinite(proba).all(1)
+    pred[test_rows[done]] = classes[proba[done].argmax(1)]
+    atomic_json(
+        {"skipped_test_objects": int(test_table.num_rows - done.sum()), "fallback_class": fallback,
+         "seconds_per_lc": seconds, **info},
+        out_dir / "fs1_predict.json",
+    )
+    return pred.astype(str), seconds
+
+
+# FS-1 budget (2-core shared CPU, <= ~20 min per method and dataset for 3 folds x 3 sizes): capped
+# steps + early stopping; every training object gets 5 augmented copies plus per-batch noise, since
+# FS-1 training sets are small (20-500 per class). See docs/supervised.md.
+_FS1_AUG = AugmentConfig(target_factor=6.0, noise=1.0)
+_FS1 = FitConfig(steps=500, batch_size=64, lr=2e-3, eval_every=50, patience=4, ckpt_every=10_000,
+                 max_val=500, augment=_FS1_AUG)
+FS1_FIT = {"rnn": _FS1, "cnn": _FS1}
+FS1_MODEL = {"rnn": {"hidden": 32, "dense": 32, "train_max_obs": 300}, "cnn": {}}
+
+
+# --- command line -----------------------------------------------------------------------------
+_KEEP = (S.ID, S.BAND, S.TIME, S.MAG, S.ERR, S.LABEL, S.SURVEY)
+
+
+def read_inputs(paths, bands: str | None) -> pa.Table:
+    """Read and concatenate files (canonical columns only); keep the given comma-separated bands."""
+    tables = []
+    for p in paths:
+        t = read(p)
+        tables.append(t.select([c for c in _KEEP if c in t.column_names]))
+    table = pa.concat_tables(tables, promote_options="default")
+    if bands and bands != "*":
+        keep = [b.strip() for b in bands.split(",") if b.strip()]
+        table = table.filter(pc.is_in(table.column(S.BAND), pa.array(keep)))
+        if table.num_rows == 0:
+            raise StarcurveError(f"no rows with band in {keep} in {list(paths)}")
+    return table
+
+
+def _parse_options(kind: str, items: tuple[str, ...]) -> dict:
+    """``--set hidden=128 --set cell=lstm`` into typed model options."""
+    fixed = ("classes", "dt_scale", "dm_scale")  # set by training, not by the user
+    cfg_fields = {f.name: f.type for f in fields(MODELS[kind][1]) if f.name not in fixed}
+    out = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not sep or key not in cfg_fields:
+            raise StarcurveError(f"--set {item!r}: use KEY=VALUE with KEY one of {sorted(cfg_fields)}")
+        typ = cfg_fields[key]
+        try:
+            out[key] = (val.lower() in ("1", "true", "yes")) if "bool" in str(typ) else (
+                int(val) if "int" in str(typ) else float(val) if "float" in str(typ) else val
+            )
+        except ValueError:
+            raise StarcurveError(f"--set {item!r}: {val!r} is not a valid {typ}") from None
+    return out
+
+
+@click.command("train")
+@click.argument("kind", type=click.Choice(sorted(MODELS)))
+@click.argument("more_data", nargs=-1, type=click.Path())
+@click.option("--data", multiple=True, required=True, type=click.Path(),
+              help="Labeled light curves (Parquet file/folder); several: --data A B or --data A --data B.")
+@click.option("--band", default=None, help="Band(s) to use, comma-separated (e.g. V or V,R); default all.")
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Model folder to write.")
+@click.option("--steps", type=int, default=None, help="Training steps at most (default 3000).")
+@click.option("--epochs", type=float, default=None, help="Instead of --steps: passes over the training set.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--val-frac", type=float, default=0.15, show_default=True, help="Validation split.")
+@click.option("--eval-every", type=int, default=100, show_default=True)
+@click.option("--patience", type=int, default=5, show_default=True, help="Early stopping (0: off).")
+@click.option("--augment", is_flag=True, help="Balance classes with augmented copies (docs/supervised.md).")
+@click.option("--noise", type=float, default=0.0, help="With --augment: Gaussian noise in units of mag_err.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.")
+@click.option("--label-map", type=click.Path(), default=None,
+              help='JSON {"source class": "new class" or null}, e.g. {"RRab": "RR_Lyrae"}.')
+@click.option("--exclude", type=click.Path(), default=None, help="File of object ids (one per line) to leave out.")
+@click.option("--min-per-class", type=int, default=5, show_default=True, help="Drop rarer classes.")
+@click.option("--set", "options", multiple=True, help="Model option KEY=VALUE, e.g. --set hidden=128.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def train_cmd(kind, more_data, data, band, out_dir, steps, epochs, batch_size, lr, val_frac, eval_every,
+              patience, augment, noise, resume, label_map, exclude, min_per_class, options, seed) -> None:
+    """Train an RNN or CNN classifier on labeled light curves (validation split, early stopping)."""
+    opts = _parse_options(kind, options)
+    table = read_inputs(list(data) + list(more_data), band)
+    if S.LABEL not in table.column_names:
+        raise StarcurveError("the training data have no 'label' column")
+    mapping = None
+    if label_map:
+        try:
+            mapping = json.loads(Path(label_map).read_text())
+            assert isinstance(mapping, dict)
+        except (OSError, ValueError, AssertionError):
+            raise StarcurveError(f"--label-map {label_map}: not a JSON object of class names") from None
+    if exclude:
+        try:
+            ids = [s.strip() for s in Path(exclude).read_text().splitlines() if s.strip()]
+        except OSError as e:
+            raise StarcurveError(f"--exclude {exclude}: {e}") from None
+        table = table.filter(pc.invert(pc.is_in(table.column(S.ID), pa.array(ids, pa.string()))))
+    table, _ = clean_rows(table)
+    labels = map_labels(np.asarray(table.column(S.LABEL).to_pylist(), object), mapping)
+    names, counts = np.unique(labels[_labeled(labels)].astype(str), return_counts=True)
+    rare = set(names[counts < min_per_class])
+    if rare:
+        click.echo(f"dropping classes with < {min_per_class} objects: {sorted(rare)}")
+        labels[np.isin(labels.astype(str), list(rare))] = None
+    cfg = FitConfig(
+        steps=steps or 3000, epochs=epochs, batch_size=batch_size, lr=lr, val_frac=val_frac,
+        eval_every=eval_every, patience=patience, seed=seed,
+        augment=AugmentConfig(noise=noise) if augment else None,
+    )
+    model, info = fit(kind, table, labels, out_dir, cfg, model_options=opts, resume=resume, desc=f"train {kind}")
+    d = info["data"]
+    click.echo(
+        f"{kind}: {len(model.cfg.classes)} classes {d['classes']}; trained on {d['train_objects']} objects "
+        f"({d['train_rows_after_augmentation']} rows with augmentation), validated on {d['validation_objects']}; "
+        f"{d['skipped_short_or_unlabeled']} unlabeled or < {model.cfg.min_obs} obs skipped"
+    )
+    best = info["train"]["best"]
+    score = f"best validation loss {-best:.4f}" if best is not None else "no validation split"
+    click.echo(f"steps {info['train']['steps']}, {score}")
+    click.echo(f"model written to {out_dir}")
+
+
+def _input_tables(path, band: str | None, batch_rows: int = 4096):
+    """Stream Parquet input in chunks (flat memory); other inputs are read at once."""
+    try:
+        files = parquet_files(path)
+        if all(f.suffix == ".parquet" for f in files):
+            yield from iter_tables(files, batch_rows=batch_rows, band=band)
+            return
+    except StarcurveError:
+        pass
+    yield read(path, band=band)
+
+
+def prediction_table(model, table: pa.Table) -> pa.Table:
+    """Per row: object_id, band, [label], n_obs, class, probabilities, prob_<class>..., skip_reason."""
+    clean_t, rows = clean_rows(table)
+    proba_c, reasons_c = predict_proba(model, clean_t)
+    n = table.num_rows
+    proba = np.full((n, len(model.cfg.classes)), np.nan, np.float32)
+    proba[rows] = proba_c
+    reasons = np.full(n, "no valid observation after cleaning; not classified", dtype=object)
+    reasons[rows] = np.array(reasons_c, dtype=object)
+    n_obs = np.zeros(n, np.int32)
+    n_obs[rows] = S.lengths(clean_t)
+    done = np.isfinite(proba).all(1)
+    classes = np.array(model.cfg.classes, dtype=object)
+    cols = {S.ID: table.column(S.ID), S.BAND: table.column(S.BAND)}
+    if S.LABEL in table.column_names:
+        cols[S.LABEL] = table.column(S.LABEL)
+    cols["n_obs"] = pa.array(n_obs)
+    best = classes[np.nan_to_num(proba, nan=-1.0).argmax(1)] if len(classes) else classes
+    cols["class"] = pa.array(np.where(done, best, None).tolist(), pa.string())
+    flat = pa.array(proba.ravel(), pa.float32())
+    lists = pa.FixedSizeListArray.from_arrays(flat, len(classes)).cast(pa.list_(pa.float32()))
+    cols["probabilities"] = pc.if_else(pa.array(done), lists, pa.scalar(None, pa.list_(pa.float32())))
+    for j, c in enumerate(classes):
+        cols[f"prob_{c}"] = pa.array(proba[:, j], pa.float32(), mask=~done)
+    cols["skip_reason"] = pa.array(reasons.tolist(), pa.string())
+    return pa.table(cols)
+
+
+@click.command("predict")
+@click.option("--model", "model_dir", required=True, type=click.Path(), help="Model folder from 'train'.")
+@click.option("--input", "input_path", required=True, type=click.Path(), help="Light curves to classify.")
+@click.option("--output", required=True, type=click.Path(), help="Output Parquet file.")
+@click.option("--band", default=None, help="Only rows of this band.")
+def predict_cmd(model_dir, input_path, output, band) -> None:
+    """Per object: class and probabilities (or the reason it was not classified)."""
+    model = load(model_dir)
+    parts = []
+    with tqdm(desc="predict", unit="LC", dynamic_ncols=True) as bar:
+        for table in _input_tables(input_path, band):
+            parts.append(prediction_table(model, table))
+            bar.update(table.num_rows)
+    if not parts:
+        raise StarcurveError(f"{input_path}: no light curves" + (f" in band {band}" if band else ""))
+    out = pa.concat_tables(parts)
+    write_parquet(out, output)
+    skipped = int(out.column("class").null_count)
+    click.echo(f"{out.num_rows - skipped} classified, {skipped} skipped (see skip_reason); wrote {output}")

@@ -1,0 +1,169 @@
+"""RNN and CNN classifiers: shapes, masking, streaming, skips, save/load, learning, CLI, FS-1 hook."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from click.testing import CliRunner
+
+from starcurve.cli import cli
+from starcurve.data import schema as S
+from starcurve.data.clean import clean
+from starcurve.data.io import from_arrays, write_parquet
+from starcurve.models import supervised as sup
+from starcurve.models.cnn import CNNClassifier, CNNConfig
+from starcurve.models.rnn import RNNClassifier, RNNConfig
+
+TINY = {
+    "rnn": {"hidden": 8, "layers": 2, "dense": 8, "dropout": 0.0, "train_max_obs": 60},
+    "cnn": {"n": 64, "filters1": 4, "filters2": 4, "kernel": 6, "dense": 8, "dropout": 0.0},
+}
+
+
+def toy(n_obj=80, seed=0, lengths=(20, 150)):
+    """Two easy classes: quiet (amplitude 0.01) and loud (0.5) light curves of varying length."""
+    rng = np.random.default_rng(seed)
+    lens = rng.integers(*lengths, n_obj)
+    labels = np.where(np.arange(n_obj) % 2 == 0, "quiet", "loud")
+    amp = np.where(labels == "quiet", 0.01, 0.5)
+    times = [np.cumsum(rng.exponential(1.0, n)) for n in lens]
+    mags = [14 + a * rng.standard_normal(n) for a, n in zip(amp, lens)]
+    errs = [np.full(n, 0.01) for n in lens]
+    return from_arrays(times, mags, errs, ids=[f"s{i}" for i in range(n_obj)], band="V",
+                       labels=labels.tolist())
+
+
+def model(kind, classes=("a", "b", "c"), seed=0):
+    torch.manual_seed(seed)
+    return sup.build(kind, classes=list(classes), **TINY[kind]).eval()
+
+
+def test_shapes_and_published_cnn_layout(toy_table):
+    for kind in ("rnn", "cnn"):
+        m = model(kind)
+        inp = m.inputs(toy_table)
+        assert m(inp["x"], inp["lengths"]).shape == (toy_table.num_rows, 3)
+    cnn = CNNClassifier(CNNConfig(classes=["a", "b"]))
+    x = cnn.inputs(toy_table)["x"]
+    assert x.shape == (10, 2, 500) and (x[:, :, 0] == 0).all()
+    conv1, conv2 = cnn.conv[0], cnn.conv[2]
+    assert (conv1.out_channels, conv1.kernel_size, conv1.stride) == (64, (42,), (2,))
+    assert (conv2.out_channels, conv2.kernel_size, conv2.stride) == (32, (42,), (2,))
+    assert cnn.head[2].in_features == 2 * 32 * 95 and cnn.head[2].out_features == 128
+    rnn = RNNClassifier(RNNConfig(classes=["a", "b"]))
+    assert rnn.inputs(toy_table)["x"].shape[-1] == 8  # [4 dt, 4 dm]
+
+
+def test_rnn_padding_does_not_change_the_output(toy_table):
+    m = model("rnn")
+    inp = m.inputs(toy_table)
+    together = m(inp["x"], inp["lengths"])
+    for i in (0, 4):  # short light curves, padded up to the longest in the batch
+        alone = m.inputs(toy_table.slice(i, 1))
+        assert torch.allclose(m(alone["x"], alone["lengths"])[0], together[i], atol=1e-5)
+    x = inp["x"].clone()
+    pad = torch.arange(x.shape[1])[None, :] >= inp["lengths"][:, None]
+    x[pad] = torch.randn(int(pad.sum()), x.shape[2]) * 100  # garbage in the padding
+    assert torch.allclose(m(x, inp["lengths"]), together, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_streaming_update_equals_full_recomputation(cell):
+    torch.manual_seed(1)
+    m = RNNClassifier(RNNConfig(classes=["a", "b", "c"], cell=cell, hidden=8, dense=8)).eval()
+    rng = np.random.default_rng(3)
+    t = np.cumsum(rng.exponential(1.0, 140))
+    t[60] = t[59]  # a repeated time stamp across a chunk boundary: clean keeps the first point
+    mag = 15 + 0.3 * np.sin(t) + 0.01 * rng.standard_normal(140)
+    err = np.full(140, 0.02)
+    state, n = m.init_state(), 0
+    for k in (5, 10, 3, 1, 1, 40, 2, 19, 59):
+        state = m.update(state, (t[n : n + k], mag[n : n + k], err[n : n + k]))
+        n += k
+        assert len(state.pending) < m.cfg.w  # the state stays O(1) in size
+        full, _ = clean(from_arrays([t[:n]], [mag[:n]], [err[:n]]))
+        proba, reason = sup.predict_proba(m, full)
+        if n < 20 or S.lengths(full)[0] < 20:
+            assert state.proba is None and reason[0] is not None
+        else:
+            assert np.allclose(state.proba, proba[0], atol=1e-5)
+    with pytest.raises(Exception, match="earlier"):
+        m.update(state, ([t[0]], [15.0], [0.02]))
+
+
+def test_short_light_curves_are_skipped_with_a_reason():
+    lens = [5, 19, 20, 64]
+    table = from_arrays([np.arange(n, dtype=float) for n in lens],
+                        [np.sin(np.arange(n)) for n in lens], [np.full(n, 0.1) for n in lens])
+    for kind in ("rnn", "cnn"):
+        proba, reasons = sup.predict_proba(model(kind), table)
+        assert np.isnan(proba[:2]).all() and np.isfinite(proba[2:]).all()
+        assert "19 < 20" in reasons[1] and reasons[2] is None
+        out = sup.prediction_table(model(kind), table)
+        assert out.column("class").null_count == 2 and out.column("skip_reason").null_count == 2
+        assert np.allclose(np.array(out.column("probabilities")[3].as_py()).sum(), 1, atol=1e-5)
+
+
+def test_save_load_round_trip(tmp_path, toy_table):
+    for kind in ("rnn", "cnn"):
+        m = model(kind)
+        m.cfg.dt_scale, m.cfg.dm_scale = 2.5, 0.3
+        sup.save(m, tmp_path / kind)
+        back = sup.load(tmp_path / kind)
+        assert back.cfg == m.cfg
+        a, b = sup.predict_proba(m, toy_table)[0], sup.predict_proba(back, toy_table)[0]
+        assert np.array_equal(a, b)
+        assert json.loads((tmp_path / kind / "config.json").read_text())["config"]["classes"] == ["a", "b", "c"]
+    with pytest.raises(Exception, match="not a model folder"):
+        sup.load(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "cnn"])
+def test_tiny_model_learns_an_easy_two_class_problem(tmp_path, kind):
+    torch.set_num_threads(1)
+    train, test = toy(120, seed=0), toy(60, seed=1)
+    labels = np.array(train.column(S.LABEL).to_pylist(), object)
+    cfg = sup.FitConfig(steps=80, batch_size=32, lr=3e-3, eval_every=20, patience=0, val_frac=0.15)
+    m, info = sup.fit(kind, train, labels, tmp_path, cfg, model_options=TINY[kind])
+    proba, _ = sup.predict_proba(m, test)
+    pred = np.array(m.cfg.classes)[proba.argmax(1)]
+    acc = (pred == np.array(test.column(S.LABEL).to_pylist())).mean()
+    assert acc > 0.9, acc
+    assert info["data"]["validation_objects"] == 18 and (tmp_path / "model.safetensors").exists()
+
+
+def test_cli_train_resume_predict(tmp_path):
+    data = write_parquet(toy(60), tmp_path / "toy.parquet")
+    lm = tmp_path / "map.json"
+    lm.write_text(json.dumps({"quiet": "Q", "loud": "L"}))
+    out = tmp_path / "model"
+    args = ["train", "cnn", "--data", str(data), "--band", "V", "--out", str(out), "--steps", "20",
+            "--eval-every", "10", "--label-map", str(lm), "--augment"]
+    args += [f"--set={k}={v}" for k, v in TINY["cnn"].items()]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "config.json").read_text())["config"]["classes"] == ["L", "Q"]
+    res = CliRunner().invoke(cli, args[:9] + ["40"] + args[10:] + ["--resume"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "config.json").read_text())["train"]["steps"] == 40
+    pred = tmp_path / "pred.parquet"
+    res = CliRunner().invoke(cli, ["predict", "--model", str(out), "--input", str(data), "--output", str(pred)])
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(pred)
+    assert table.num_rows == 60 and {"class", "probabilities", "prob_L", "prob_Q", "skip_reason"} <= set(
+        table.column_names
+    )
+
+
+def test_fs1_fit_predict_labels_every_test_object(tmp_path, monkeypatch):
+    monkeypatch.setitem(sup.FS1_FIT, "cnn", sup.FitConfig(steps=10, eval_every=5, batch_size=16))
+    train, test = toy(40, seed=2), toy(12, seed=3, lengths=(5, 60))
+    y = np.array(train.column(S.LABEL).to_pylist())
+    monkeypatch.setitem(sup.FS1_MODEL, "cnn", TINY["cnn"])
+    pred, sec = sup.fs1_fit_predict("cnn", train, y, test, seed=0, out_dir=tmp_path)
+    assert pred.shape == (12,) and set(pred) <= {"quiet", "loud"} and sec > 0
+    skipped = json.loads((tmp_path / "fs1_predict.json").read_text())["skipped_test_objects"]
+    assert skipped == int((S.lengths(test) < 20).sum())
+
