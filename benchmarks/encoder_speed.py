@@ -7,7 +7,9 @@ Sections (``--sections``, comma separated; results of earlier runs are kept and 
   random weights) on the same windows, side by side; its a1 weights are also copied into our ``a1`` and
   the embeddings compared (checks that our a1 is the same network).
 - ``train``: pretraining step throughput (masked loss, forward + backward + Adam) per config.
+- ``tfpair``: a1 only, TensorFlow and ours alternated ``--rounds`` times (robust to a drifting load).
 - ``toy``: can each design (small versions) fit masked values at all (200 steps, fixed probes)?
+- ``floor``: trivial and noise-floor hidden RMSE of 512 windows of three files (what is left to learn).
 - ``pretrain``: a short real pretraining of sc1 on ``asas3_unlabeled`` (nothing excluded) with the
   masked-reconstruction RMSE on eros_lmc B windows vs the trivial baseline (predict the window mean).
 
@@ -115,6 +117,8 @@ import ASTROMER
 win = np.load(sys.argv[1]); batch = int(sys.argv[2]); out_dir = sys.argv[3]
 n = len(win["mag"]); res = {"tensorflow": tf.__version__, "astromer": "0.1.8"}
 shapes = {"a1": dict(num_layers=2, dff=128, use_leak=False), "a2": dict(num_layers=6, dff=512, use_leak=True)}
+if os.environ.get("TF_A1_ONLY"):
+    shapes.pop("a2"); sys.argv = sys.argv[:4]
 for name, kw in shapes.items():
     tf.random.set_seed(0)
     model = get_ASTROMER(d_model=256, num_heads=4, base=10000, dropout=0.1, no_train=False, maxlen=200, **kw)
@@ -188,6 +192,38 @@ def section_tf(args, res: dict) -> None:
         tf_res["a1"][f"valid_fraction_{name}"] = round(float(rw["mask"].mean()), 3)
     res["tensorflow"] = tf_res
     print("tensorflow", tf_res, flush=True)
+
+
+def section_tfpair(args, res: dict) -> None:
+    """a1 throughput, TensorFlow and ours alternated ``--rounds`` times (the load drifts)."""
+    py = Path(args.tf_python)
+    if not py.exists():
+        return
+    w = synthetic_windows(args.windows)
+    model = build("a1").eval()
+    tf_rates, ours_rates = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(Path(tmp) / "win.npz", **w)
+        (Path(tmp) / "tf_bench.py").write_text(TF_SCRIPT)
+        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "CUDA_VISIBLE_DEVICES": "", "TF_A1_ONLY": "1"}
+        for _ in range(args.rounds):
+            p = subprocess.run([str(py), str(Path(tmp) / "tf_bench.py"), str(Path(tmp) / "win.npz"),
+                                str(args.batch), tmp], capture_output=True, text=True, env=env,
+                               check=False)
+            if p.returncode != 0:
+                res["tf_vs_ours_a1"] = {"error": p.stderr.strip().splitlines()[-1][:300]}
+                return
+            tf_rates.append(json.loads(p.stdout[p.stdout.index('{"tensorflow"') :])["a1"][
+                "tf_function_windows_per_s"])
+            ours_rates.append(round(embed_speed(model, w, args.batch)[0], 1))
+            print("round", tf_rates[-1], ours_rates[-1], flush=True)
+    res["tf_vs_ours_a1"] = {
+        "tf_function_windows_per_s": tf_rates, "ours_float32_windows_per_s": ours_rates,
+        "ratio_of_medians": round(float(np.median(ours_rates) / np.median(tf_rates)), 2),
+        "windows": args.windows, "batch": args.batch,
+        "note": "full 200-point synthetic windows; TF run then ours, alternated",
+    }
+    print("tfpair", res["tf_vs_ours_a1"], flush=True)
 
 
 def real_windows(n: int) -> dict[str, dict]:
@@ -334,11 +370,30 @@ def section_toy(args, res: dict) -> None:
     print("toy", out, flush=True)
 
 
+def section_floor(args, res: dict) -> None:
+    """What is left to learn: trivial and noise-floor hidden RMSE of validation-style windows."""
+    from starcurve.models.pretrain import _window_mean, probe_masks
+
+    out = {}
+    for file, band in (("eros_lmc.parquet", "B"), ("asas3_unlabeled.parquet", None),
+                       ("asas_acvs.parquet", "V")):
+        b = Validation(DATA / file, 200, band=band, max_windows=args.val_windows).batch
+        _, _, hidden = probe_masks(b["mag"], b["mask"], torch.Generator().manual_seed(0))
+        out[f"{file} {band or ''}".strip()] = {
+            "trivial_hidden_rmse": round(float(_window_mean(b["mag"] ** 2, hidden).sqrt()), 4),
+            "noise_floor_hidden_rmse": round(float(_window_mean(b["err"] ** 2, hidden).sqrt()), 4),
+        }
+    out["note"] = "noise floor = rms of the quoted errors on hidden points (same probes as val.csv)"
+    res["floor"] = out
+    print("floor", out, flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sections", default="embed,tf,train,toy,pretrain")
     ap.add_argument("--windows", type=int, default=512)
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--rounds", type=int, default=3, help="TF/ours alternations (tfpair)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tf-python", default="/tmp/tfenv/bin/python")
     ap.add_argument("--train-batch", type=int, default=32)
@@ -363,7 +418,8 @@ def main() -> None:
     for sec in args.sections.split(","):
         t0 = time.perf_counter()
         {"embed": section_embed, "tf": section_tf, "train": section_train,
-         "pretrain": section_pretrain, "toy": section_toy}[sec](args, res)
+         "pretrain": section_pretrain, "toy": section_toy, "tfpair": section_tfpair,
+         "floor": section_floor}[sec](args, res)
         res.setdefault("section_seconds", {})[sec] = round(time.perf_counter() - t0, 1)
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_json(res, out)

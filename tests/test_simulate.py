@@ -89,7 +89,7 @@ def test_every_class_in_every_survey(survey):
 
 def test_one_class_only():
     for cls in classes():
-        assert set(simulate("ogle", 3, [cls], seed=2).column(S.LABEL).to_pylist()) == {cls}
+        assert set(simulate("gaia", 3, [cls], seed=2).column(S.LABEL).to_pylist()) == {cls}
 
 
 def test_counts_and_band_follow_survey():
