@@ -13,7 +13,8 @@ Sections (``--sections``, comma separated; results of earlier runs are kept and 
 - ``pretrain``: a short real pretraining of sc1 on ``asas3_unlabeled`` (nothing excluded) with the
   masked-reconstruction RMSE on eros_lmc B windows vs the trivial baseline (predict the window mean).
 
-Usage: python benchmarks/encoder_speed.py [--sections embed,tf,train,pretrain] [--windows 512]
+Usage: python benchmarks/encoder_speed.py [--sections embed,tf,tfpair,train,toy,floor,pretrain]
+       [--windows 512]
        [--tf-python /tmp/tfenv/bin/python] [--pretrain-steps 300]
 Set up the TensorFlow side with:
   python -m venv /tmp/tfenv && /tmp/tfenv/bin/pip install astromer==0.1.8 tensorflow tf_keras
@@ -390,7 +391,7 @@ def section_floor(args, res: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sections", default="embed,tf,train,toy,pretrain")
+    ap.add_argument("--sections", default="embed,tf,tfpair,train,toy,floor,pretrain")
     ap.add_argument("--windows", type=int, default=512)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3, help="TF/ours alternations (tfpair)")
