@@ -86,6 +86,7 @@ def plot(summary: dict, path: Path) -> None:
             ax.errorbar(ns, list(v["f1"].values()), yerr=list(v["f1_std"].values()), marker="o",
                         capsize=3, label=m)
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks([20, 100, 500], ["20", "100", "500"])
         ax.set_title(f"{ds} ({DATASETS[ds]})")
         ax.set_xlabel("labels per class")

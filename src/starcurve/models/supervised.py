@@ -428,7 +428,7 @@ def train_cmd(kind, more_data, data, band, out_dir, steps, epochs, batch_size, l
         f"{d['skipped_short_or_unlabeled']} unlabeled or < {model.cfg.min_obs} obs skipped"
     )
     best = info["train"]["best"]
-    score = f"best validation loss {-best:.4f}" if best is not None else "no validation split"
+    score = f"best validation loss {-best:.4f}" if best is not None else "no validation score yet"
     click.echo(f"steps {info['train']['steps']}, {score}")
     click.echo(f"model written to {out_dir}")
 
