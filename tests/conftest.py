@@ -2,6 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from starcurve.data.io import from_arrays
 
@@ -30,3 +31,12 @@ def toy_table():
         errs.append(np.full(n, 0.02))
         labels.append("A" if i % 2 else "B")
     return from_arrays(times, mags, errs, ids=[f"obj{i}" for i in range(10)], band="V", labels=labels)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tests use tiny models: one thread is faster for them and leaves the other core free."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

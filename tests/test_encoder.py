@@ -22,15 +22,6 @@ from starcurve.models.pretrain import probe_masks
 TINY = {"window": 32, "d_model": 16, "n_layers": 2, "n_heads": 2, "d_ff": 16}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(kind: str = "sc1") -> EncoderConfig:
     """A small version of a named config (same design, few parameters)."""
     d = get_config(kind).to_dict()

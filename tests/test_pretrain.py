@@ -24,15 +24,6 @@ TINY = {"name": "tiny", "window": 32, "d_model": 16, "n_layers": 1, "n_heads": 2
         "use_err": True, "scale": True, "dropout": 0.1}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def lc_file(tmp_path):
     rng = np.random.default_rng(0)
