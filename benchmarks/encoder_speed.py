@@ -412,19 +412,19 @@ def main() -> None:
     res["machine"] = {
         "cpu": platform.processor() or platform.machine(), "threads": args.threads,
         "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "load_average_at_start": os.getloadavg()[0],
-        "note": "2-core CPU, no GPU, shared with other jobs: absolute rates vary with the load; "
+        "note": "2-core CPU, no GPU; absolute rates vary with the load (section_load_average): "
                 "compare rates measured in the same run",
     }
     for sec in args.sections.split(","):
         t0 = time.perf_counter()
+        load0 = os.getloadavg()[0]
         {"embed": section_embed, "tf": section_tf, "train": section_train,
          "pretrain": section_pretrain, "toy": section_toy, "tfpair": section_tfpair,
          "floor": section_floor}[sec](args, res)
         res.setdefault("section_seconds", {})[sec] = round(time.perf_counter() - t0, 1)
+        res.setdefault("section_load_average", {})[sec] = [round(load0, 2), round(os.getloadavg()[0], 2)]
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_json(res, out)
-    res["machine"]["load_average_at_end"] = os.getloadavg()[0]
     atomic_json(res, out)
     print(f"wrote {out}")
 

@@ -31,15 +31,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="runs/fs1")
     ap.add_argument("--no-run", action="store_true", help="only collect finished runs")
+    ap.add_argument("--only", default=None, help="run only these, e.g. rnn_eros_lmc,cnn_asas_acvs")
     args = ap.parse_args()
     summary = {}
     for ds, band in DATASETS.items():
         for m in METHODS:
             run_dir = Path(args.runs) / f"{m}_{ds}"
-            if not args.no_run:
+            if not args.no_run and (args.only is None or f"{m}_{ds}" in args.only.split(",")):
                 cmd = (f"starcurve benchmark --data {DATA / ds}.parquet --band {band} --method {m} "
                        f"--out {run_dir} --n 20,100,500 --folds 3 --seed 0")
                 fs.run(DATA / f"{ds}.parquet", band, m, run_dir, command=cmd, progress=False)
+            if not (run_dir / "results.json").exists():
+                continue
             res = json.loads((run_dir / "results.json").read_text())
             dest = RESULTS / f"fs1_{m}_{ds}"
             dest.mkdir(parents=True, exist_ok=True)

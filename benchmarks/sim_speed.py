@@ -8,7 +8,7 @@
 2. Every survey with its own calibrated number of points (1 thread), light curves and points per second.
 3. ``write_shards`` of 50,000 and of 400,000 ZTF-like light curves (100 points, shards of 50,000), each
    in a fresh subprocess: peak RSS should not grow with the number of objects (flat memory).
-The machine is shared: the load average is recorded next to the numbers.
+The load average is recorded before and after (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, dt)
 def main() -> None:
     sim.simulate("asas", 10, seed=0)  # load the package data once
     res = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs), no GPU",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU (see the load averages)",
         "python": platform.python_version(),
         "load_average_before": os.getloadavg(),
         "block": sim.BLOCK,

@@ -138,7 +138,7 @@ def test_damaged_or_mismatched_folder_gives_a_clear_error(tmp_path):
     with pytest.raises(StarcurveError, match="do not match"):
         hub.load_model(folder)
     (folder / "config.json").write_text("{not json")
-    with pytest.raises(StarcurveError, match="corrupted config"):
+    with pytest.raises(StarcurveError, match="corrupted or unreadable config"):
         hub.load_model(folder)
     with pytest.raises(StarcurveError, match="not a model folder"):
         hub.load_model(tmp_path / "nothing")

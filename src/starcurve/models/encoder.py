@@ -24,7 +24,6 @@ Any configuration can also be a JSON file with the fields of ``EncoderConfig``.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -33,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from starcurve.errors import StarcurveError
+from starcurve.errors import StarcurveError, read_json_object
 
 LN_EPS = 1e-6  # as the TensorFlow Astromer (Keras LayerNormalization epsilon)
 
@@ -113,12 +112,7 @@ def get_config(name_or_path: str | Path | EncoderConfig) -> EncoderConfig:
     path = Path(name_or_path)
     if not path.is_file():
         raise StarcurveError(f"config {name_or_path!r}: use one of {sorted(CONFIGS)} or a JSON file")
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise StarcurveError(f"{path}: not a readable JSON config ({e})") from None
-    if not isinstance(d, dict):
-        raise StarcurveError(f"{path}: a config must be a JSON object")
+    d = read_json_object(path, "JSON config")
     return EncoderConfig.from_dict(d.get("config", d))  # also accepts a model folder's config.json
 
 

@@ -33,7 +33,7 @@ from starcurve.data import schema as S
 from starcurve.data.clean import CleanReport, clean
 from starcurve.data.io import iter_tables, read, write_parquet
 from starcurve.data.windows import windows
-from starcurve.errors import StarcurveError
+from starcurve.errors import StarcurveError, read_json_object
 from starcurve.models.encoder import Encoder, EncoderConfig
 from starcurve.train.loop import atomic_json, atomic_safetensors
 
@@ -58,11 +58,8 @@ def read_config(path: str | os.PathLike) -> EncoderConfig:
     f = Path(path) / "config.json"
     if not f.is_file():
         raise StarcurveError(f"{path}: not a model folder (no config.json)")
-    try:
-        doc = json.loads(f.read_text())
-    except (OSError, ValueError) as e:
-        raise StarcurveError(f"{f}: corrupted config ({str(e)[:120]}); re-create the model") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("config"), dict):
+    doc = read_json_object(f, "config (re-create the model)")
+    if doc.get("format") != FORMAT or not isinstance(doc.get("config"), dict):
         raise StarcurveError(f"{f}: not a starcurve encoder config (format {FORMAT!r} expected)")
     try:
         return EncoderConfig.from_dict(doc["config"])
