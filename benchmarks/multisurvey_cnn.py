@@ -75,6 +75,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--out", default="runs/multisurvey")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", default=None, help="re-run only these runs (e.g. joint); keep the others' results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = {name: load(name, band) for name, band in SURVEYS.items()}
@@ -94,6 +95,10 @@ def main() -> None:
         "command": f"python benchmarks/multisurvey_cnn.py --steps {args.steps} --out {args.out}",
         "runs": {},
     }
+    if args.only:
+        out["runs"] = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else {}
+        out["command"] += f" --only {args.only}"
+        runs = {k: v for k, v in runs.items() if k in args.only.split(",")}
     for run, names in runs.items():
         table = pa.concat_tables([data[n][0] for n in names], promote_options="default")
         labels = np.concatenate([data[n][1] for n in names]).astype(object)

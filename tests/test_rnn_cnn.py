@@ -167,3 +167,23 @@ def test_fs1_fit_predict_labels_every_test_object(tmp_path, monkeypatch):
     skipped = json.loads((tmp_path / "fs1_predict.json").read_text())["skipped_test_objects"]
     assert skipped == int((S.lengths(test) < 20).sum())
 
+
+
+def test_multi_survey_balancing_replicates_a_class_rare_in_one_survey():
+    import pyarrow as pa
+
+    from starcurve.data.augment import AugmentConfig
+
+    table = toy(40)
+    table = table.append_column(S.SURVEY, pa.array(["asas"] * 30 + ["eros"] * 10))
+    y = np.array([0] * 25 + [1] * 5 + [0] * 2 + [1] * 8)
+    out, y_out = sup.balance_per_survey(table, y, AugmentConfig(), np.random.default_rng(0))
+    survey = np.array(out.column(S.SURVEY).to_pylist())
+    assert out.num_rows == len(y_out)
+    # within each survey every class was pushed towards the largest group (25), at most 5 copies
+    assert np.bincount(y_out[survey == "asas"]).tolist() == [25, 25]
+    assert np.bincount(y_out[survey == "eros"]).tolist() == [2 + 5 * 2, 25]
+    # one survey: the same as plain class balancing
+    single, y_single = sup.balance_per_survey(table.slice(0, 30), y[:30], AugmentConfig(),
+                                              np.random.default_rng(0))
+    assert np.bincount(y_single).tolist() == [25, 25]

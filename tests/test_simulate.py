@@ -210,40 +210,11 @@ def test_zero_objects_and_case_insensitive_names():
 
 def test_cli_writes_file_and_shards(tmp_path, capsys):
     out = tmp_path / "sim.parquet"
-    main(
-        [
-            "simulate",
-            "--survey",
-            "ogle",
-            "--n",
-            "25",
-            "--classes",
-            "RRab,Mira",
-            "--seed",
-            "5",
-            "--out",
-            str(out),
-        ]
-    )
+    args = ["simulate", "--survey", "ogle", "--n", "25", "--classes", "RRab,Mira", "--seed", "5"]
+    main([*args, "--out", str(out)])
     table = pq.read_table(out)
     assert table.equals(simulate("ogle", 25, ["RRab", "Mira"], seed=5))
-    main(
-        [
-            "simulate",
-            "--survey",
-            "ogle",
-            "--n",
-            "25",
-            "--classes",
-            "RRab,Mira",
-            "--seed",
-            "5",
-            "--out",
-            str(tmp_path / "sh"),
-            "--shard-size",
-            "10",
-        ]
-    )
+    main([*args, "--out", str(tmp_path / "sh"), "--shard-size", "10"])
     assert read(tmp_path / "sh").equals(table)
     assert "wrote 25 light curves" in capsys.readouterr().out
 

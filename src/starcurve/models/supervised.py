@@ -97,6 +97,21 @@ def split_validation(y: np.ndarray, frac: float, rng: np.random.Generator) -> tu
     return np.setdiff1d(np.arange(len(y)), val), val
 
 
+def balance_per_survey(table: pa.Table, y: np.ndarray, cfg: AugmentConfig, rng) -> tuple[pa.Table, np.ndarray]:
+    """Class balancing by augmentation; with several surveys, each (survey, class) pair is a group.
+
+    A class that is rare in one survey (EROS eclipsing binaries beside thousands of ASAS ones) is then
+    replicated within that survey, so the network cannot learn "this class has that cadence".
+    """
+    if S.SURVEY not in table.column_names or pc.count_distinct(table.column(S.SURVEY)).as_py() < 2:
+        return balance(table, y, cfg, rng)
+    survey = np.asarray(table.column(S.SURVEY).fill_null("?").to_numpy(zero_copy_only=False), dtype=str)
+    keys, groups = np.unique(np.char.add(np.char.add(survey, "\x1f"), y.astype(str)), return_inverse=True)
+    group_class = np.array([int(k.split("\x1f")[1]) for k in keys])
+    table, groups = balance(table, groups, cfg, rng)
+    return table, group_class[groups]
+
+
 def delta_scales(table: pa.Table, n: int = 500) -> tuple[float, float]:
     """RMS of log1p(dt) and of dm over the first ``n`` points of every light curve (training set)."""
     x, lens = cnn_input(table, n)
@@ -191,7 +206,7 @@ def fit(
     tr, va = split_validation(y, cfg.val_frac, rng)
     train_t, y_tr = table.take(pa.array(rows[tr])), y[tr]
     if cfg.augment is not None and cfg.augment.balance:
-        train_t, y_tr = balance(train_t, y_tr, cfg.augment, rng)
+        train_t, y_tr = balance_per_survey(train_t, y_tr, cfg.augment, rng)
     dt_scale, dm_scale = delta_scales(train_t)
     torch.manual_seed(cfg.seed)  # initial weights depend on the seed only
     model = build(kind, classes=[str(c) for c in classes], dt_scale=dt_scale, dm_scale=dm_scale, **opts)
