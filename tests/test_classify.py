@@ -40,6 +40,19 @@ def test_far_away_points_are_flagged_out_of_distribution():
     assert (C.predict(state, far)[1] > 1).all()
 
 
+def test_a_gap_inside_a_two_mode_class_is_flagged():
+    """A class made of two separate groups: its mean lies in empty space, and a light curve there is
+    unlike every training object (a distance-to-class-mean score would call it typical)."""
+    rng = np.random.default_rng(3)
+    X, y, _ = clusters(rng)
+    rrab = X[y == "RRab"]
+    X[y == "RRab"] = rrab + np.where(np.arange(len(rrab))[:, None] % 2 == 0, 12.0, -12.0)
+    state = C.fit_head(X, ["Mira" if c == "LPV" else c for c in y], epochs=20)
+    gap = X[y == "RRab"].mean(0) + rng.normal(0, 1, (20, X.shape[1])).astype(np.float32)
+    assert (C.predict(state, gap)[1] > 1).mean() >= 0.9
+    assert (C.predict(state, X)[1] > 1).mean() <= 0.05
+
+
 def test_unusable_labels_give_a_clear_error():
     with pytest.raises(StarcurveError, match="taxonomy"):
         C.fit_head(np.zeros((20, 4), np.float32), ["BCEP"] * 20)

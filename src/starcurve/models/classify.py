@@ -5,10 +5,12 @@ RRab or RRc; ASAS "EB_ambiguous" and EROS "EB" do not give the binary type), so 
 to a *set* of fine classes and the head is trained with the set-valued likelihood
 ``-log sum_{c in set} p(c)``: a coarse label teaches the head what it knows and nothing more.
 
-Out-of-distribution score: the Mahalanobis distance of the (standardised, PCA-whitened) embedding to
-the nearest class mean, divided by the 99th percentile of that distance over the training objects.
-A score above 1 flags the light curve as unlike every training class (``is_ood``) instead of forcing it
-into one.
+Out-of-distribution score: the distance of the (standardised, PCA-projected) embedding to its k-th
+nearest training object (k = 10; deep nearest neighbours, Sun et al. 2022), divided by the 99th
+percentile of that distance over the training objects themselves (leaving each one out). A score above
+1 flags the light curve as unlike every training class (``is_ood``) instead of forcing it into one.
+Nearest neighbours follow the shape of each class (many classes are not one blob around a mean); the
+bank of training points (at most 8,192, projected on 32 principal axes) ships in the head file.
 
 The head is stored beside the encoder as ``head.json`` + ``head.safetensors`` (no pickle).
 """
@@ -42,6 +44,8 @@ TAXONOMY: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 OOD_QUANTILE = 0.99
 PCA_DIMS = 32
+OOD_K = 10
+BANK_SIZE = 8192
 
 
 def label_sets(labels) -> tuple[np.ndarray, np.ndarray]:
@@ -93,22 +97,30 @@ def fit_head(X: np.ndarray, labels, *, epochs: int = 300, seed: int = 0) -> dict
         opt.zero_grad()
         loss.backward()
         opt.step()
-    # OOD: PCA-whitened distance to the nearest mean of each training label group
+    # OOD: distance along the principal axes to the k-th nearest training object (a bank of at most BANK_SIZE)
     _, s, vt = np.linalg.svd(Z - Z.mean(0), full_matrices=False)
     k = min(PCA_DIMS, len(s))
-    proj = vt[:k].T / (s[:k] / np.sqrt(len(Z))).clip(1e-6)
+    proj = np.ascontiguousarray(vt[:k].T, dtype=np.float32)  # a rotation: no whitening, so that
+    # directions along which the classes are spread (the informative ones) keep their weight
     P = Z @ proj
-    centres = np.stack([P[(allowed == np.array(g)).all(1)].mean(0) for g in sorted(groups)])
-    d = _nearest(P, centres)
+    bank = P[np.sort(np.random.default_rng(seed).permutation(len(P))[:BANK_SIZE])]
+    d = _kth_distance(bank, bank, skip_self=True)  # each bank point without itself
     return {
-        "head": head.eval(),
-        "mean": mean, "std": std, "proj": proj.astype(np.float32), "centres": centres.astype(np.float32),
+        "head": head.eval(), "mean": mean, "std": std, "proj": proj, "bank": bank,
         "threshold": float(np.quantile(d, OOD_QUANTILE)),
     }  # fmt: skip
 
 
-def _nearest(P: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    return np.sqrt(((P[:, None, :] - centres[None]) ** 2).sum(-1)).min(1)
+def _kth_distance(P: np.ndarray, bank: np.ndarray, skip_self: bool = False) -> np.ndarray:
+    """Distance of each row of ``P`` to its ``OOD_K``-th nearest bank point (in blocks: flat memory)."""
+    k = min(OOD_K + skip_self, len(bank)) - 1
+    b2 = (bank**2).sum(1)
+    out = np.empty(len(P), np.float32)
+    for i in range(0, len(P), 1024):
+        p = P[i : i + 1024]
+        d2 = (p**2).sum(1)[:, None] + b2[None] - 2 * p @ bank.T
+        out[i : i + 1024] = np.sqrt(np.partition(d2, k, axis=1)[:, k].clip(0))
+    return out
 
 
 def predict(state: dict, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,17 +128,17 @@ def predict(state: dict, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Z = ((X - state["mean"]) / state["std"]).astype(np.float32)
     with torch.no_grad():
         prob = torch.softmax(state["head"](torch.from_numpy(Z)), 1).numpy()
-    ood = _nearest(Z @ state["proj"], state["centres"]) / state["threshold"]
+    ood = _kth_distance(Z @ state["proj"], state["bank"]) / state["threshold"]
     return prob, ood
 
 
 def save_head(state: dict, folder: Path, meta: dict) -> None:
     tensors = {f"head.{k}": v for k, v in state["head"].state_dict().items()}
-    for k in ("mean", "std", "proj", "centres"):
+    for k in ("mean", "std", "proj", "bank"):
         tensors[k] = torch.from_numpy(np.ascontiguousarray(state[k], dtype=np.float32))
     atomic_safetensors(tensors, Path(folder) / "head.safetensors")
     atomic_json({"classes": FINE, "taxonomy": TAXONOMY, "threshold": state["threshold"],
-                 "ood_quantile": OOD_QUANTILE, "dim": int(state["mean"].shape[0]), **meta},
+                 "ood_quantile": OOD_QUANTILE, "ood_k": OOD_K, "dim": int(state["mean"].shape[0]), **meta},
                 Path(folder) / "head.json")  # fmt: skip
 
 
@@ -142,7 +154,7 @@ def load_head(folder: Path) -> dict:
     except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as e:
         raise StarcurveError(f"{folder}: corrupted classifier head ({str(e).splitlines()[0]})") from None
     return {"head": head.eval(), "threshold": meta["threshold"], "classes": meta["classes"],
-            **{k: t[k].numpy() for k in ("mean", "std", "proj", "centres")}}  # fmt: skip
+            **{k: t[k].numpy() for k in ("mean", "std", "proj", "bank")}}  # fmt: skip
 
 
 def classify_table(model, table: pa.Table, state: dict, batch_size: int = 256, progress: bool = False) -> pa.Table:
