@@ -168,7 +168,6 @@ def test_fs1_fit_predict_labels_every_test_object(tmp_path, monkeypatch):
     assert skipped == int((S.lengths(test) < 20).sum())
 
 
-
 def test_multi_survey_balancing_replicates_a_class_rare_in_one_survey():
     import pyarrow as pa
 

@@ -1,5 +1,8 @@
 """One exception type for every user-facing problem: the CLI prints its message, never a traceback."""
 
+import json
+from pathlib import Path
+
 
 class StarcurveError(Exception):
     """A problem with the user's input or setup, with a message that says what to do."""
@@ -7,9 +10,6 @@ class StarcurveError(Exception):
 
 def read_json_object(path, what: str = "JSON file") -> dict:
     """A JSON object read from ``path``; a clear ``StarcurveError`` if it is missing, damaged or not an object."""
-    import json
-    from pathlib import Path
-
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
