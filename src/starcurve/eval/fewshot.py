@@ -71,6 +71,7 @@ class FS1Data:
     band: str = "*"
     test_source: str = "random"  # "random" (seed 1234) or "source" (the file's own split)
     notes: dict = field(default_factory=dict)  # what cleaning and filtering removed
+    multi: pa.Table | None = None  # band 'all': every band's row of the kept objects (clean)
 
     def rows(self, ids) -> np.ndarray:
         """Table rows of the given object ids."""
@@ -88,7 +89,8 @@ def prepare(data, band: str) -> FS1Data:
         table, name = io.read(path), path.name.removesuffix(".parquet")
     if S.LABEL not in table.column_names:
         raise StarcurveError(f"{name}: FS-1 needs a 'label' column; this input has none")
-    if band != "*":
+    every_band = table
+    if band not in ("*", "all"):
         bands = set(pc.unique(table.column(S.BAND)).to_pylist())
         if band not in bands:
             raise StarcurveError(f"{name}: no rows in band '{band}'; bands here: {sorted(bands)}")
@@ -112,6 +114,9 @@ def prepare(data, band: str) -> FS1Data:
     keep = np.isin(labels, kept)
     table, labels = table.filter(pa.array(keep)), labels[keep]
     ids = np.asarray(table.column(S.ID).to_pylist(), dtype=str)
+    multi = None
+    if band == "all":  # every band of the kept objects; the split stays per object
+        multi, _ = clean(every_band.filter(pc.is_in(every_band.column(S.ID), pa.array(ids))))
 
     source_test = None
     if S.SPLIT in table.column_names:
@@ -139,7 +144,7 @@ def prepare(data, band: str) -> FS1Data:
     }
     return FS1Data(
         table, ids, labels, kept, dropped, test, pool, name, band,
-        "random" if source_test is None else "source", notes,
+        "random" if source_test is None else "source", notes, multi,
     )  # fmt: skip
 
 
@@ -170,6 +175,8 @@ class Context:
     model: str | None = None
     features: str = "auto"  # feature backend of forest/hybrid
     progress: bool = True
+    objects: bool = False  # band 'all': vectorisers get every band's row, return one row per object
+    layers: str | None = None  # embedding readout (last | weighted); None: the model's default
 
 
 @dataclass
@@ -208,6 +215,8 @@ def _vec_forest(table: pa.Table, ctx: Context):
     if backend == "auto":
         backend = "light-curve" if light_curve_available() else "numpy"
     X, names = extract_features(table, backend=backend, progress=ctx.progress)
+    if ctx.objects:  # each band's features side by side (bands sorted; a missing band is NaN)
+        X, names = _side_by_side(table, X, names)
     info = {"backend": backend, "features": names}
     if backend == "light-curve":
         import light_curve
@@ -216,13 +225,30 @@ def _vec_forest(table: pa.Table, ctx: Context):
     return X, info
 
 
+def _side_by_side(table: pa.Table, X: np.ndarray, names: list[str]):
+    """Per-row vectors -> one row per object (first-appearance order), bands side by side."""
+    ids = np.asarray(table.column(S.ID).to_pylist(), dtype=str)
+    bands = np.asarray(table.column(S.BAND).to_pylist(), dtype=str)
+    uniq, first, inv = np.unique(ids, return_index=True, return_inverse=True)
+    rank = np.empty(len(uniq), np.int64)
+    rank[np.argsort(first)] = np.arange(len(uniq))
+    names_b = sorted(set(bands))
+    out = np.full((len(uniq), len(names_b) * X.shape[1]), np.nan)
+    for k, b in enumerate(names_b):
+        sel = bands == b
+        out[rank[inv[sel]], k * X.shape[1] : (k + 1) * X.shape[1]] = X[sel]
+    return out, [f"{b}:{n}" for b in names_b for n in names]
+
+
 def _vec_embed(table: pa.Table, ctx: Context):
     load_model = _import("embed", "starcurve.models.hub", "load_model")
     model = load_model(ctx.model) if ctx.model else load_model()
-    X = np.asarray(model.embed_table(table), dtype=np.float64)
-    if X.shape[0] != table.num_rows:
-        raise StarcurveError(f"embed_table returned {X.shape[0]} vectors for {table.num_rows} rows")
-    return X, {"model": ctx.model or "default", "dim": int(X.shape[1])}
+    if ctx.objects:  # one embedding per object from all its bands
+        X = model.embed_objects(table, layers=ctx.layers, progress=ctx.progress)[1]
+    else:
+        X = model.embed_table(table, layers=ctx.layers, progress=ctx.progress)
+    info = {"model": ctx.model or "default", "dim": int(X.shape[1]), "layers": ctx.layers}
+    return np.asarray(X, dtype=np.float64), info
 
 
 def _e2e(kind: str):
@@ -250,6 +276,8 @@ def register(method: Method) -> Method:
 register(Method("forest", "light-curve features + random forest", _vec_forest, probe="forest"))
 register(Method("embed", "embeddings of --model + MLP probe", _vec_embed, embedding=True))
 register(Method("hybrid", "embeddings joined with features + MLP probe", None, embedding=True))
+register(Method("hybrid-forest", "embeddings joined with features + random forest", None,
+                probe="forest", embedding=True))
 register(Method("rnn", "GRU on (dt, dm) trained on the training set", fit_predict=_e2e("rnn")))
 register(Method("cnn", "1-D CNN on (dt, dm) trained on the training set", fit_predict=_e2e("cnn")))
 register(Method("finetune", "the encoder of --model trained with a classifier", fit_predict=_finetune))
@@ -294,7 +322,9 @@ def _save_npy(arr: np.ndarray, path: Path) -> None:
 
 def _vectors(name: str, fn: Callable, data: FS1Data, ctx: Context) -> tuple[np.ndarray, dict]:
     """Vectors of every object by ``fn``, cached in ``ctx.out`` so a killed run resumes."""
-    key = {"vectoriser": name, "ids": _hash(data.ids), "model": ctx.model, "features": ctx.features}
+    key = {"vectoriser": name, "ids": _hash(data.ids), "band": data.band}
+    key.update({"model": ctx.model, "layers": ctx.layers} if name == "embed" else {})
+    key.update({"features": ctx.features} if name == "forest" else {})
     path, meta_path = ctx.out / f"vectors_{name}.npy", ctx.out / f"vectors_{name}.json"
     if path.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
@@ -302,7 +332,15 @@ def _vectors(name: str, fn: Callable, data: FS1Data, ctx: Context) -> tuple[np.n
             log.info("reusing cached %s vectors from %s", name, path)
             return np.load(path, allow_pickle=False), meta
     wall, cpu = time.perf_counter(), time.process_time()
-    X, info = fn(data.table, ctx)
+    if data.multi is not None:  # band 'all': one row per object, in the order of first appearance
+        X, info = fn(data.multi, Context(**{**vars(ctx), "objects": True}))
+        ids = np.asarray(data.multi.column(S.ID).to_pylist(), dtype=str)
+        uniq, first = np.unique(ids, return_index=True)
+        X = X[np.argsort(np.argsort(first))[np.searchsorted(uniq, data.ids)]]
+    else:
+        X, info = fn(data.table, ctx)
+    if len(X) != data.table.num_rows:
+        raise StarcurveError(f"{name} returned {len(X)} vectors for {data.table.num_rows} objects")
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     n = max(data.table.num_rows, 1)
     meta = {"key": key, "seconds_per_lc": wall / n, "cpu_seconds_per_lc": cpu / n, **info}
@@ -313,7 +351,7 @@ def _vectors(name: str, fn: Callable, data: FS1Data, ctx: Context) -> tuple[np.n
 
 def _method_vectors(method: Method, data: FS1Data, ctx: Context) -> tuple[np.ndarray, dict, dict]:
     """(vectors, info, timing) of a vectoriser method; hybrid joins the embed and forest vectors."""
-    if method.name == "hybrid":
+    if method.name.startswith("hybrid"):
         E, ei = _vectors("embed", _vec_embed, data, ctx)
         F, fi = _vectors("forest", _vec_forest, data, ctx)
         info = {"embed": ei, "forest": fi, "embedding_dims": int(E.shape[1])}
@@ -349,6 +387,7 @@ def run(
     folds: int = 3,
     seed: int = 0,
     features: str = "auto",
+    layers: str | None = None,
     shuffle_labels: bool = False,
     progress: bool = True,
     report: bool = True,
@@ -370,12 +409,12 @@ def run(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fs1 = data if isinstance(data, FS1Data) else prepare(data, band)
-    ctx = Context(out=out, model=model, features=features, progress=progress)
+    ctx = Context(out=out, model=model, features=features, progress=progress, layers=layers)
     y_test = fs1.labels[fs1.test]
 
     header = {
         "dataset": fs1.dataset, "band": fs1.band, "method": method, "model": model,
-        "features": features, "seed": seed, "shuffle_labels": shuffle_labels,
+        "features": features, "layers": layers, "seed": seed, "shuffle_labels": shuffle_labels,
         "test": _hash(fs1.ids[fs1.test]), "train_order": "table",
     }  # fmt: skip
     cells_path = out / "cells.json"
@@ -480,8 +519,10 @@ def method_label(method: str, info: dict) -> str:
         return "features + random forest" + (
             " (numpy fallback features)" if info.get("backend") == "numpy" else ""
         )
-    if method in ("embed", "hybrid"):
-        return f"{method} ({info.get('model') or info.get('embed', {}).get('model', 'default')}) + MLP"
+    if method in ("embed", "hybrid", "hybrid-forest"):
+        model = info.get("model") or info.get("embed", {}).get("model", "default")
+        probe = "random forest" if method == "hybrid-forest" else "MLP"
+        return f"{method.split('-')[0]} ({model}) + {probe}"
     return method
 
 
@@ -525,7 +566,9 @@ def versions(info: dict) -> dict:
 
 @click.command("benchmark")
 @click.option("--data", "data_path", required=True, type=click.Path(), help="Labeled Parquet file.")
-@click.option("--band", required=True, help="Band to use (e.g. V, R); '*' = each object's own band.")
+@click.option("--band", required=True,
+              help="Band to use (e.g. V, R); '*' = each object's own band; 'all' = every band of "
+                   "each object, one vector per object.")
 @click.option("--method", required=True, help=f"One of: {', '.join(METHODS)}.")
 @click.option("--model", default=None, help="Model folder for embed/hybrid/finetune.")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Result folder.")
@@ -536,8 +579,11 @@ def versions(info: dict) -> dict:
     "--features", default="auto", show_default=True,
     type=click.Choice(["auto", "light-curve", "numpy"]), help="Feature backend (forest, hybrid).",
 )  # fmt: skip
+@click.option("--layers", type=click.Choice(["last", "weighted"]), default=None,
+              help="Embedding readout for embed/hybrid [default: the model's].")
 @click.option("--shuffle-labels", is_flag=True, help="Negative control: must score at chance.")
-def benchmark_cmd(data_path, band, method, model, out_dir, ns, folds, seed, features, shuffle_labels):
+def benchmark_cmd(data_path, band, method, model, out_dir, ns, folds, seed, features, layers,
+                  shuffle_labels):
     """Score METHOD on a labeled file with the FS-1 protocol (see BENCHMARK.md)."""
     try:
         sizes = [int(x) for x in ns.split(",") if x.strip()]
@@ -549,11 +595,12 @@ def benchmark_cmd(data_path, band, method, model, out_dir, ns, folds, seed, feat
         + (f" --model {q(model)}" if model else "")
         + f" --out {q(out_dir)} --n {ns} --folds {folds} --seed {seed}"
         + (f" --features {features}" if features != "auto" else "")
+        + (f" --layers {layers}" if layers else "")
         + (" --shuffle-labels" if shuffle_labels else "")
     )
     result = run(
         data_path, band, method, out_dir, model=model, ns=sizes, folds=folds, seed=seed,
-        features=features, shuffle_labels=shuffle_labels, command=command,
+        features=features, layers=layers, shuffle_labels=shuffle_labels, command=command,
     )  # fmt: skip
     from starcurve.eval.report import run_table
 

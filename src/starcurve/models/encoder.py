@@ -19,13 +19,24 @@ Named configurations (``get_config``):
   its visible points with the log of that scale fed back in (shape and amplitude both kept), and a
   loss measured in those scaled units so that every survey and amplitude counts alike.
 
+- ``pv1``: ours, period-aware (``data/views.py``). The same kind of blocks (d_model 96, 3 pre-LN
+  blocks) read four views of each light curve, each a sequence of tokens: ``raw`` windows (real
+  time stamps), the light curve folded at the periodogram's best period (``fold1``) and at twice it
+  (``fold2``), with a harmonic encoding of the phase, and the periodogram (``pgram``: one token per
+  log-frequency bin, a learned position per bin). Every token also gets the view's embedding, the
+  band's embedding and a projection of (log10 period, peak power). Pretrained by masked
+  reconstruction on the raw and folded sequences plus a cross-view contrastive loss (the views of
+  one light curve against those of the others in the batch, InfoNCE), which also learns the
+  layer weights of the readout. The period comes from all points of the light curve (a two-number
+  summary), so it is the one input that hidden magnitudes contribute to.
+
 Any configuration can also be a JSON file with the fields of ``EncoderConfig``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -58,6 +69,13 @@ class EncoderConfig:
     loss_weights: str = "none"  # none | inv_err (a2: 1/sigma min-max scaled in the window + 1e-3)
     loss_clip: float | None = None  # cap on squared scaled residuals (outlier points stop pulling)
     layer_weights: list[float] | None = None  # logits for layers="weighted" (None: uniform)
+    views: list[str] = field(default_factory=lambda: ["raw"])  # raw | fold1 | fold2 | pgram
+    fold_window: int = 100  # points per folded window
+    n_bins: int = 64  # periodogram bins (pgram view)
+    bands: list[str] = field(default_factory=list)  # band vocabulary of the band embedding
+    contrast: float = 0.0  # weight of the cross-view contrastive loss (> 0: learned layer weights)
+    temperature: float = 0.1
+    template: int = 0  # readout: + the predicted folded curve at this many phases per fold view
 
     def __post_init__(self) -> None:
         checks = {
@@ -77,6 +95,16 @@ class EncoderConfig:
             raise StarcurveError("config: window, d_model, n_layers, n_heads, d_ff must be >= 1")
         if self.layer_weights is not None and len(self.layer_weights) != self.n_layers + 1:
             raise StarcurveError(f"config: layer_weights needs {self.n_layers + 1} numbers")
+        bad = sorted(set(self.views) - set(VIEWS))
+        if bad or not self.views or len(set(self.views)) != len(self.views):
+            raise StarcurveError(f"config views={self.views}: use distinct names among {VIEWS}")
+        if self.contrast > 0 and len(self.views) < 2:
+            raise StarcurveError("config: a contrastive loss needs at least two views")
+
+    @property
+    def multiview(self) -> bool:
+        """Whether the model has view, band and period inputs (pv1), not just raw windows."""
+        return self.views != ["raw"] or bool(self.bands)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,6 +118,9 @@ class EncoderConfig:
         return cls(**d)
 
 
+VIEWS = ("raw", "fold1", "fold2", "pgram")
+BANDS = ["V", "B", "R", "I", "G", "BP", "RP", "u", "g", "r", "i", "z", "y", "Hp", "J", "H", "K"]
+
 CONFIGS = {
     "a1": EncoderConfig(name="a1"),
     "a2": EncoderConfig(
@@ -99,6 +130,12 @@ CONFIGS = {
         name="sc1", d_model=128, n_layers=4, n_heads=4, d_ff=256, activation="gelu", dropout=0.0,
         norm="pre", residual="add", time_encoding="logspaced", mask_token="vector", use_err=True,
         scale=True, loss_clip=25.0,
+    ),
+    "pv1": EncoderConfig(
+        name="pv1", d_model=96, n_layers=3, n_heads=4, d_ff=192, activation="gelu", dropout=0.0,
+        norm="pre", residual="add", time_encoding="logspaced", mask_token="vector", use_err=True,
+        scale=True, loss_clip=25.0, views=["raw", "fold1", "fold2", "pgram"], bands=list(BANDS),
+        contrast=1.0,
     ),
 }
 
@@ -138,6 +175,17 @@ class TimeEncoding(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return torch.sin(torch.addcmul(self.phase, t.float().unsqueeze(-1), self.freq))
+
+
+class PhaseEncoding(TimeEncoding):
+    """Harmonics 1..d/2 of a phase in [0, 1): (sin, cos) of 2 pi k phase; periodic, so 0 == 1."""
+
+    def __init__(self, cfg: EncoderConfig):
+        nn.Module.__init__(self)
+        k = torch.arange(1, cfg.d_model // 2 + 1, dtype=torch.float64)
+        self.register_buffer("freq", (2 * math.pi * k).repeat_interleave(2).float(), persistent=False)
+        is_cos = torch.arange(cfg.d_model) % 2 == 1
+        self.register_buffer("phase", is_cos.float() * (math.pi / 2), persistent=False)
 
 
 class Attention(nn.Module):
@@ -197,6 +245,17 @@ class Encoder(nn.Module):
             self.mask_token = nn.Parameter(torch.zeros(d))
         if cfg.scale:
             self.scale_in = nn.Linear(1, d)
+        if cfg.multiview:
+            self.phase_enc = PhaseEncoding(cfg)
+            self.view_emb = nn.Embedding(len(cfg.views), d)
+            self.band_emb = nn.Embedding(len(cfg.bands) + 1, d)  # 0: a band not in the vocabulary
+            self.ctx_in = nn.Linear(2, d)
+            if "pgram" in cfg.views:
+                self.pg_in = nn.Linear(1, d)
+                self.bin_pos = nn.Parameter(torch.randn(cfg.n_bins, d) * 0.02)
+        if cfg.contrast > 0:
+            self.layer_logits = nn.Parameter(torch.zeros(cfg.n_layers + 1))
+            self.proj = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.final_norm = nn.LayerNorm(d, eps=LN_EPS) if cfg.norm == "pre" else nn.Identity()
@@ -209,13 +268,14 @@ class Encoder(nn.Module):
     def encoder_parameters(self) -> int:
         """Parameters without the reconstruction head and the [MASK] token (as the papers count)."""
         skip = {id(p) for p in self.head.parameters()}
+        skip |= {id(p) for p in getattr(self, "proj", nn.Identity()).parameters()}
         if isinstance(getattr(self, "mask_token", None), nn.Parameter):
             skip.add(id(self.mask_token))
         return sum(p.numel() for p in self.parameters() if id(p) not in skip)
 
-    def normalise(self, mag, mask, hidden):
+    def normalise(self, mag, mask, hidden, view: str = "raw"):
         """Per-window offset and scale from the visible points only (sc1), else (0, 1)."""
-        if not self.config.scale:
+        if not self.config.scale or view == "pgram":
             one = mag.new_ones(mag.shape[0])
             return mag.new_zeros(mag.shape[0]), one
         vis = (mask & ~hidden).to(mag.dtype)
@@ -224,15 +284,24 @@ class Encoder(nn.Module):
         std = (((mag - mean[:, None]) ** 2 * vis).sum(1) / n).sqrt()
         return mean, std.clamp(min=1e-3)
 
-    def encode(self, time, mag, mask, err=None, hidden=None) -> list[torch.Tensor]:
+    def encode(self, time, mag, mask, err=None, hidden=None, *, view: str = "raw", ctx=None,
+               band=None) -> list[torch.Tensor]:
         """Every layer's states [B, T, d]: the input embedding, then each block's output.
 
-        For pre-LN configurations each state passes through the final LayerNorm.
+        For pre-LN configurations each state passes through the final LayerNorm. Multi-view
+        configurations also take ``view`` (a name of ``config.views``), ``ctx`` [B, 2]
+        (log10 period, peak power) and ``band`` [B] (index into ``config.bands``, + 1; 0 unknown).
+        For ``view="pgram"`` ``mag`` holds the periodogram bins and ``time`` is not used.
         """
         cfg = self.config
         mask = mask.bool()
         hidden = torch.zeros_like(mask) if hidden is None else hidden.bool() & mask
-        shift, scale = self.normalise(mag, mask, hidden)
+        if view not in cfg.views:
+            raise StarcurveError(f"model {cfg.name!r} has no view {view!r} (views: {cfg.views})")
+        if view == "pgram":
+            h = self.pg_in(mag.unsqueeze(-1).to(self.pg_in.weight.dtype)) + self.bin_pos[: mag.shape[1]]
+            return self._blocks(self._context(h, view, ctx, band), mask, hidden)
+        shift, scale = self.normalise(mag, mask, hidden, view)
         x = ((mag - shift[:, None]) / scale[:, None]).unsqueeze(-1)
         if cfg.mask_token == "zero":
             x = x.masked_fill(hidden.unsqueeze(-1), 0.0)
@@ -246,9 +315,27 @@ class Encoder(nn.Module):
         h = self.inp(x)
         if cfg.mask_token == "vector":
             h = torch.where(hidden.unsqueeze(-1), self.mask_token.to(h.dtype), h)
-        h = h + self.time_enc(time).to(h.dtype)
+        pos = self.phase_enc if view.startswith("fold") else self.time_enc
+        h = h + pos(time).to(h.dtype)
         if cfg.scale:
             h = h + self.scale_in(scale.log10()[:, None, None].to(h.dtype))
+        if cfg.multiview:
+            h = self._context(h, view, ctx, band)
+        return self._blocks(h, mask, hidden)
+
+    def _context(self, h, view, ctx, band):
+        """Add the view, band and (log10 period, peak power) embeddings to every token."""
+        cfg = self.config
+        b = h.shape[0]
+        h = h + self.view_emb.weight[cfg.views.index(view)].to(h.dtype)
+        band = torch.zeros(b, dtype=torch.long, device=h.device) if band is None else band.long()
+        h = h + self.band_emb(band)[:, None, :].to(h.dtype)
+        if ctx is None:
+            raise StarcurveError(f"model {cfg.name!r} needs the period inputs (ctx) of its views")
+        return h + self.ctx_in(ctx.to(self.ctx_in.weight.dtype))[:, None, :].to(h.dtype)
+
+    def _blocks(self, h, mask, hidden) -> list[torch.Tensor]:
+        cfg = self.config
         keys = mask & ~hidden
         keys = keys | ~keys.any(1, keepdim=True)  # a window with no visible point: avoid NaN rows
         states = [self.drop(h)]
@@ -257,28 +344,59 @@ class Encoder(nn.Module):
         # pre-LN: the residual stream is unnormalised; the final LayerNorm puts every layer on one scale
         return [self.final_norm(s) for s in states] if cfg.norm == "pre" else states
 
-    def forward(self, time, mag, mask, err=None, hidden=None):
-        """Reconstruction: predicted magnitudes [B, T] in the input's units, and the window scale [B]."""
+    def forward(self, time, mag, mask, err=None, hidden=None, *, view: str = "raw", ctx=None,
+                band=None, states: bool = False):
+        """Reconstruction: predicted magnitudes [B, T] in the input's units, and the window scale [B]
+        (and every layer's states, with ``states=True``)."""
         mask_b = mask.bool()
         hid = torch.zeros_like(mask_b) if hidden is None else hidden.bool() & mask_b
-        shift, scale = self.normalise(mag, mask_b, hid)
-        h = self.encode(time, mag, mask, err, hidden)[-1]
-        pred = self.head(h).squeeze(-1).float()
-        return pred * scale[:, None] + shift[:, None], scale
+        shift, scale = self.normalise(mag, mask_b, hid, view)
+        all_states = self.encode(time, mag, mask, err, hidden, view=view, ctx=ctx, band=band)
+        pred = self.head(all_states[-1]).squeeze(-1).float()
+        out = pred * scale[:, None] + shift[:, None], scale
+        return (*out, all_states) if states else out
 
-    @torch.no_grad()
-    def window_vectors(self, time, mag, mask, err=None, layers: str = "last") -> torch.Tensor:
-        """One vector per window: states averaged over the valid steps (``last`` or ``weighted``)."""
-        states = self.encode(time, mag, mask, err)
+    def pool(self, states: list[torch.Tensor], mask: torch.Tensor, layers: str = "weighted"):
+        """One vector per window: states averaged over ``mask``; ``last`` layer or ``weighted`` mix
+        (learned weights when the model has them, else ``config.layer_weights``, else uniform)."""
         m = mask.to(states[0].dtype).unsqueeze(-1)
         n = m.sum(1).clamp(min=1)
         if layers == "last":
             return (states[-1] * m).sum(1) / n
         if layers != "weighted":
             raise StarcurveError(f"layers={layers!r}: use 'last' or 'weighted'")
-        w = self.config.layer_weights or [0.0] * len(states)
-        w = torch.softmax(torch.tensor(w, dtype=torch.float32), 0).to(states[0].dtype)
+        if hasattr(self, "layer_logits"):
+            w = torch.softmax(self.layer_logits.float(), 0).to(states[0].dtype)
+        else:
+            w = self.config.layer_weights or [0.0] * len(states)
+            w = torch.softmax(torch.tensor(w, dtype=torch.float32), 0).to(states[0].dtype)
         return sum(wi * (s * m).sum(1) / n for wi, s in zip(w, states))
+
+    @torch.no_grad()
+    def window_vectors(self, time, mag, mask, err=None, layers: str = "last", *, view: str = "raw",
+                       ctx=None, band=None, template: int = 0) -> torch.Tensor:
+        """One vector per window: states averaged over the valid steps (``last`` or ``weighted``).
+
+        ``template=K`` (folded views): also the model's prediction of the folded light curve at K
+        evenly spaced phases, in units of the window's spread: K hidden query tokens that attend
+        to the observations (nothing attends to them, so the pooled part is unchanged).
+        """
+        if not template:
+            return self.pool(self.encode(time, mag, mask, err, view=view, ctx=ctx, band=band),
+                             mask, layers)
+        b, n = mag.shape
+        q = torch.arange(template, dtype=time.dtype, device=time.device) / template
+        cat = lambda x, fill: torch.cat([x, fill.expand(b, template)], 1)
+        zero = mag.new_zeros(())
+        mask_q = cat(mask.bool(), torch.ones((), dtype=torch.bool, device=mask.device))
+        hidden = cat(torch.zeros_like(mask, dtype=torch.bool), torch.ones((), dtype=torch.bool,
+                                                                          device=mask.device))
+        mag_q = cat(mag, zero)
+        pred, scale, states = self(cat(time, q), mag_q, mask_q, cat(err, zero), hidden, view=view,
+                                   ctx=ctx, band=band, states=True)
+        shift, _ = self.normalise(mag_q, mask_q, hidden, view)
+        curve = (pred[:, n:] - shift[:, None]) / scale[:, None]
+        return torch.cat([self.pool([s[:, :n] for s in states], mask, layers), curve], 1)
 
 
 def build(cfg: str | Path | EncoderConfig, seed: int | None = 0) -> Encoder:

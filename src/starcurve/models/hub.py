@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from starcurve.data import schema as S
 from starcurve.data.clean import CleanReport, clean
 from starcurve.data.io import iter_tables, read, write_parquet
+from starcurve.data.views import band_index, cached_periods, view_windows
 from starcurve.data.windows import windows
 from starcurve.errors import StarcurveError, read_json_object
 from starcurve.models.encoder import Encoder, EncoderConfig
@@ -134,7 +135,17 @@ class Model:
 
     @property
     def dim(self) -> int:
-        return self.config.d_model
+        """Embedding size: d_model per view (multi-view models concatenate their views), plus
+        the predicted folded curve of each fold view when the config asks for a template."""
+        return sum(self._view_dim(v) for v in self.config.views)
+
+    @property
+    def default_layers(self) -> str:
+        """The readout used when none is asked for: ``weighted`` with learned layer weights."""
+        return "weighted" if hasattr(self.encoder, "layer_logits") else "last"
+
+    def _view_dim(self, view: str) -> int:
+        return self.config.d_model + (self.config.template if view.startswith("fold") else 0)
 
     def __repr__(self) -> str:
         c = self.config
@@ -142,11 +153,14 @@ class Model:
 
     @torch.inference_mode()
     def window_vectors(self, w, *, layers: str = "last", batch_size: int = 256,
-                       progress: bool = False) -> np.ndarray:
-        """One vector per window of a ``Windows``; padding columns trimmed per batch (same result)."""
+                       progress: bool = False, view: str = "raw", ctx=None, band=None) -> np.ndarray:
+        """One vector per window of a ``Windows``; padding columns trimmed per batch (same result).
+
+        Multi-view models also take the view's name and, per window, ``ctx`` and ``band``."""
         count = w.mask.sum(1)
         order = np.argsort(count, kind="stable")  # similar lengths together: less padding
-        out = np.zeros((len(count), self.dim), np.float32)
+        template = self.config.template if view.startswith("fold") else 0
+        out = np.zeros((len(count), self.config.d_model + template), np.float32)
         dev = next(self.encoder.parameters()).device
         for s in tqdm(range(0, len(order), batch_size), disable=not progress, desc="embed",
                       unit="batch"):
@@ -154,23 +168,67 @@ class Model:
             n = max(int(count[idx].max()), 1)
             b = [torch.from_numpy(np.ascontiguousarray(a[idx, :n])).to(dev)
                  for a in (w.time, w.mag, w.mask, w.err)]
-            out[idx] = self.encoder.window_vectors(*b[:3], b[3], layers=layers).float().cpu().numpy()
+            extra = {k: torch.from_numpy(v[idx]).to(dev) for k, v in (("ctx", ctx), ("band", band))
+                     if v is not None}
+            out[idx] = self.encoder.window_vectors(*b[:3], b[3], layers=layers, view=view,
+                                                   template=template, **extra).float().cpu().numpy()
         return out
 
-    def embed_table(self, table: pa.Table, *, layers: str = "last", batch_size: int = 256,
+    def embed_table(self, table: pa.Table, *, layers: str | None = None, batch_size: int = 256,
                     progress: bool = False) -> np.ndarray:
-        """One vector per row of an already clean table: the mean of its windows' vectors."""
+        """One vector per row of an already clean table: per view, the mean of its windows' vectors;
+        the views side by side. ``layers``: ``last`` or ``weighted`` (default: ``weighted`` for models
+        with learned layer weights, else ``last``)."""
+        cfg = self.config
+        layers = layers or self.default_layers
         if table.num_rows == 0:
             return np.zeros((0, self.dim), np.float32)
-        w = windows(table, self.config.window, mode="consecutive")
-        vec = self.window_vectors(w, layers=layers, batch_size=batch_size, progress=progress)
-        sums = np.zeros((table.num_rows, self.dim), np.float64)
-        np.add.at(sums, w.row, vec)
-        return (sums / np.maximum(np.bincount(w.row, minlength=table.num_rows), 1)[:, None]).astype(
-            np.float32
-        )
+        if not cfg.multiview:
+            w = windows(table, cfg.window, mode="consecutive")
+            vec = self.window_vectors(w, layers=layers, batch_size=batch_size, progress=progress)
+            return row_means(vec, w.row, table.num_rows)
+        return self._view_vectors(table, cached_periods(table, progress=progress), layers,
+                                  batch_size, progress)
 
-    def embed(self, source, band: str | None = None, *, layers: str = "last",
+    def _view_vectors(self, table, p, layers, batch_size=256, progress=False) -> np.ndarray:
+        """Multi-view models: per row, each view's mean window vector, the views side by side."""
+        cfg = self.config
+        ctx, band = p.context(), band_index(table, cfg.bands)
+        parts = []
+        for view in cfg.views:
+            w = view_windows(table, p, view, window=cfg.window, fold_window=cfg.fold_window)
+            vec = self.window_vectors(w, layers=layers, batch_size=batch_size, progress=progress,
+                                      view=view, ctx=ctx[w.row], band=band[w.row])
+            parts.append(row_means(vec, w.row, table.num_rows))
+        return np.hstack(parts)
+
+    def embed_objects(self, table: pa.Table, *, layers: str | None = None, batch_size: int = 256,
+                      progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """One vector per object from all its bands (rows of a clean table sharing an object_id):
+        returns (object ids in order of first appearance, vectors).
+
+        Multi-view models fold every band of an object at one period, that of the band whose
+        periodogram peak is the highest, then average the object's per-band vectors (each band
+        enters with its own band embedding). Other models average the per-band embeddings.
+        """
+        ids = np.asarray(table.column(S.ID).to_pylist(), dtype=object)
+        uniq, first, inv = np.unique(ids.astype(str), return_index=True, return_inverse=True)
+        order = np.argsort(first)  # objects in order of first appearance
+        if self.config.multiview and table.num_rows:
+            layers = layers or self.default_layers
+            p = cached_periods(table, progress=progress)
+            best = np.lexsort((p.power, inv))  # per object, its rows by power; the last is the best
+            last = np.flatnonzero(np.r_[inv[best][1:] != inv[best][:-1], True])
+            pick = np.empty(len(uniq), np.int64)
+            pick[inv[best][last]] = best[last]
+            joint = p.take(pick[inv])
+            joint.bins = p.bins  # each band keeps its own periodogram
+            vec = self._view_vectors(table, joint, layers, batch_size, progress)
+        else:
+            vec = self.embed_table(table, layers=layers, batch_size=batch_size, progress=progress)
+        return uniq[order].astype(object), row_means(vec, inv, len(uniq))[order]
+
+    def embed(self, source, band: str | None = None, *, layers: str | None = None,
               batch_size: int = 256, progress: bool = False) -> pa.Table:
         """Read and clean any input ``read`` accepts; a table (object_id, band, embedding).
 
@@ -183,6 +241,13 @@ class Model:
                         len(report.removed), list(report.removed)[:3])
         vec = self.embed_table(table, layers=layers, batch_size=batch_size, progress=progress)
         return embedding_table(table, vec)
+
+
+def row_means(vec: np.ndarray, row: np.ndarray, n_rows: int) -> np.ndarray:
+    """Mean of the window vectors of each row (float32 [n_rows, d])."""
+    sums = np.zeros((n_rows, vec.shape[1]), np.float64)
+    np.add.at(sums, row, vec)
+    return (sums / np.maximum(np.bincount(row, minlength=n_rows), 1)[:, None]).astype(np.float32)
 
 
 def embedding_table(table: pa.Table, vec: np.ndarray) -> pa.Table:
@@ -200,7 +265,7 @@ class Embedder(BaseEstimator, TransformerMixin):
     gets a row of NaN (and a warning), so that rows stay aligned with ``y``.
     """
 
-    def __init__(self, model=None, layers: str = "last", band: str | None = None,
+    def __init__(self, model=None, layers: str | None = None, band: str | None = None,
                  batch_size: int = 256):
         self.model, self.layers, self.band, self.batch_size = model, layers, band, batch_size
 
@@ -234,7 +299,8 @@ class Embedder(BaseEstimator, TransformerMixin):
 @click.option("--input", "input_path", required=True, help="Light curves: Parquet file/folder or text files.")
 @click.option("--output", "output", required=True, type=click.Path(dir_okay=False), help="OUT.parquet")
 @click.option("--band", default=None, help="Only this band.")
-@click.option("--layers", type=click.Choice(["last", "weighted"]), default="last", show_default=True)
+@click.option("--layers", type=click.Choice(["last", "weighted"]), default=None,
+              help="Readout: last layer, or the weighted mix of every layer [default: the model's].")
 @click.option("--batch-size", default=256, show_default=True, type=int, help="Windows per forward pass.")
 @click.option("--chunk-rows", default=2048, show_default=True, type=int, help="Light curves per part file.")
 @click.option("--threads", default=None, type=int, help="torch CPU threads.")
@@ -243,6 +309,7 @@ def embed_cmd(model_dir, input_path, output, band, layers, batch_size, chunk_row
     if threads:
         torch.set_num_threads(threads)
     model = load_model(model_dir)
+    layers = layers or model.default_layers
     output = Path(output)
     parts = output.with_name(output.name + ".parts")
     setup = {"model": str(model.path), "input": str(input_path), "band": band, "layers": layers,

@@ -19,6 +19,7 @@ import csv
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+import torch.nn.functional as F
 
 from starcurve.data import schema as S
 from starcurve.data.clean import clean
@@ -106,6 +108,69 @@ def _window_mean(r2: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     return (per * has).sum() / has.sum().clamp(min=1)
 
 
+def view_batches(table: pa.Table, p, cfg, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+    """Endless seeded batches for multi-view pretraining: per row drawn, one random raw window, one
+    random subset of each fold and the periodogram, as tensors keyed ``<view>.<field>``."""
+    from starcurve.data.views import band_index, view_windows
+
+    rng = np.random.default_rng([seed, rank, 11])
+    rows_all = np.arange(rank, table.num_rows, world)
+    band, ctx = band_index(table, cfg.bands), p.context()
+    while True:
+        rows = np.sort(rng.choice(rows_all, min(batch_size, len(rows_all)), replace=False))
+        part, pp = table.take(pa.array(rows)), p.take(rows)
+        batch = {"ctx": torch.from_numpy(ctx[rows]), "band": torch.from_numpy(band[rows])}
+        for view in cfg.views:
+            w = view_windows(part, pp, view, window=cfg.window, fold_window=cfg.fold_window, rng=rng)
+            for k in ("time", "mag", "err", "mask"):
+                batch[f"{view}.{k}"] = torch.from_numpy(np.ascontiguousarray(getattr(w, k)))
+        yield batch
+
+
+def info_nce(z: list[torch.Tensor], temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean InfoNCE over every ordered pair of views: view a of a row must pick the same row's
+    view b among the batch's rows. Returns the loss and the top-1 accuracy of that pick."""
+    z = [F.normalize(v.float(), dim=-1) for v in z]
+    target = torch.arange(len(z[0]), device=z[0].device)
+    losses, hits = [], []
+    for i in range(len(z)):
+        for j in range(len(z)):
+            if i != j:
+                logits = z[i] @ z[j].T / temperature
+                losses.append(F.cross_entropy(logits, target))
+                hits.append((logits.argmax(1) == target).float().mean())
+    return torch.stack(losses).mean(), torch.stack(hits).mean()
+
+
+def multiview_loss(model, batch: dict, generator: torch.Generator | None = None):
+    """pv1: masked reconstruction on the raw and folded views + cross-view contrast (weighted)."""
+    net = getattr(model, "module", model)
+    cfg = net.config
+    recon, pooled, metrics = [], [], {}
+    for view in cfg.views:
+        mag, mask = batch[f"{view}.mag"], batch[f"{view}.mask"].bool()
+        kw = {"view": view, "ctx": batch["ctx"], "band": batch["band"], "states": True}
+        if view == "pgram":
+            *_, states = model(batch[f"{view}.time"], mag, mask, batch[f"{view}.err"], **kw)
+            pooled.append(net.pool(states, mask))
+            continue
+        mag_in, probed, hidden = probe_masks(mag, mask, generator)
+        pred, scale, states = model(batch[f"{view}.time"], mag_in, mask, batch[f"{view}.err"],
+                                    hidden, **kw)
+        r2 = (((pred - mag) / scale[:, None]) ** 2).clamp(max=cfg.loss_clip or float("inf"))
+        recon.append(_window_mean(r2, probed).sqrt())
+        with torch.no_grad():
+            metrics[f"rmse_hidden_{view}"] = _window_mean((pred - mag).detach() ** 2, hidden).sqrt()
+        pooled.append(net.pool(states, mask & ~hidden))
+    loss = torch.stack(recon).mean()
+    metrics["recon"] = loss.detach()
+    if cfg.contrast > 0:
+        nce, acc = info_nce([net.proj(v) for v in pooled], cfg.temperature)
+        loss = loss + cfg.contrast * nce
+        metrics.update(nce=nce.detach(), nce_acc=acc)
+    return loss, metrics
+
+
 def shuffled_batches(stream: WindowStream, batch_size: int, pool: int, seed: int, rank: int = 0):
     """Mix windows of consecutive stream chunks in a seeded pool of ``pool`` windows, then batch."""
     rng = np.random.default_rng([seed, rank, 7])
@@ -142,19 +207,27 @@ class Validation:
     """Masked-reconstruction RMSE on fixed held-out windows with a fixed probe pattern."""
 
     def __init__(self, source, window: int, band=None, exclude=frozenset(), max_windows=1024, seed=0,
-                 log_path: Path | None = None, batch_size: int = 256):
+                 log_path: Path | None = None, batch_size: int = 256, cfg=None):
         table = read(source, band=band)
         if exclude:
             table = table.filter(pc.invert(pc.is_in(table.column(S.ID), pa.array(sorted(exclude)))))
         table, _ = clean(table, min_obs=10)
         if table.num_rows == 0:
             raise StarcurveError(f"--val-data {source}: no light curve with >= 10 points")
-        w = window_tensors(table, window, mode="consecutive")
         rng = np.random.default_rng(seed)
-        take = torch.from_numpy(np.sort(rng.permutation(len(w["row"]))[:max_windows]))
-        self.batch = {k: v[take] for k, v in w.items() if k != "row"}
+        self.loss_fn = masked_loss
+        if cfg is not None and cfg.multiview:  # one fixed draw of every view of up to max_windows rows
+            from starcurve.data.views import cached_periods
+
+            table = table.take(pa.array(np.sort(rng.permutation(table.num_rows)[:max_windows])))
+            self.batch = next(view_batches(table, cached_periods(table), cfg, table.num_rows, seed))
+            self.loss_fn = multiview_loss
+        else:
+            w = window_tensors(table, window, mode="consecutive")
+            take = torch.from_numpy(np.sort(rng.permutation(len(w["row"]))[:max_windows]))
+            self.batch = {k: v[take] for k, v in w.items() if k != "row"}
         self.seed, self.log_path, self.batch_size = seed, log_path, batch_size
-        self.n_windows, self.n_objects = len(take), table.num_rows
+        self.n_windows, self.n_objects = len(self.batch["ctx" if cfg and cfg.multiview else "mag"]), table.num_rows
         self.step = 0
 
     @torch.no_grad()
@@ -163,20 +236,20 @@ class Validation:
         model.eval()
         dev = next(model.parameters()).device
         g = torch.Generator(device=dev).manual_seed(self.seed)  # the same probes every time
-        sums = {"rmse_probed": 0.0, "rmse_hidden": 0.0, "rmse_hidden_zero": 0.0, "loss": 0.0}
-        n = len(self.batch["mag"])
+        sums: dict[str, float] = {}
+        n = self.n_windows
         for s in range(0, n, self.batch_size):
             b = {k: v[s : s + self.batch_size].to(dev) for k, v in self.batch.items()}
-            loss, m = masked_loss(model, b, g)
-            k = len(b["mag"])
-            sums["loss"] += float(loss) ** 2 * k
-            for key in m:
-                sums[key] += float(m[key]) ** 2 * k
+            loss, m = self.loss_fn(model, b, g)
+            k = len(next(iter(b.values())))
+            for key, v in {**m, "loss": loss}.items():
+                sums[key] = sums.get(key, 0.0) + float(v) ** 2 * k
         model.train(was)
         return {k: math.sqrt(v / n) for k, v in sums.items()}
 
     def __call__(self, model: Encoder) -> float:
-        """eval_fn of the loop: logs a row of val.csv; higher is better, so minus hidden RMSE."""
+        """eval_fn of the loop: logs a row of val.csv; higher is better, so minus hidden RMSE
+        (multi-view models: minus the validation loss)."""
         m = self.metrics(model)
         self.step += 1
         if self.log_path is not None:
@@ -186,7 +259,7 @@ class Validation:
                 if new:
                     w.writeheader()
                 w.writerow({"eval": self.step, **{k: round(v, 6) for k, v in m.items()}})
-        return -m["rmse_hidden"]
+        return -m["rmse_hidden"] if "rmse_hidden" in m else -m["loss"]
 
 
 def run(
@@ -219,20 +292,47 @@ def run(
             hub.save_model(model, out, meta)
         return {"steps": 0}
 
-    def batches():
+    if cfg.multiview:  # the views need whole light curves and their periodograms: held in memory
+        from starcurve.data.views import cached_periods
+
+        table = _read_all(paths, band, exclude)
+        # the periodograms are kept in $STARCURVE_CACHE when set (shared by runs), else in the run
+        periods = cached_periods(table, os.environ.get("STARCURVE_CACHE") or out, progress=rank == 0)
+
+        def batches():
+            return view_batches(table, periods, cfg, batch_size, tcfg.seed, rank, world)
+
+        loss_fn = multiview_loss
+    else:
+        loss_fn = masked_loss
+
+    def stream_batches():
         stream = WindowStream(
             paths, n=cfg.window, batch_size=4096, band=band, exclude=exclude or None,
             batch_rows=512, seed=tcfg.seed, rank=rank, world=world,  # small chunks: DDP balance
         )
         return shuffled_batches(stream, batch_size, max(pool, batch_size), tcfg.seed, rank)
 
+    if not cfg.multiview:
+        batches = stream_batches
     if val is not None:
         val.log_path = out / "val.csv"
         val.step = _count_rows(val.log_path) if resume else 0
-    summary = train(model, batches, masked_loss, out, tcfg, resume=resume, eval_fn=val, desc=desc)
+    summary = train(model, batches, loss_fn, out, tcfg, resume=resume, eval_fn=val, desc=desc)
     if rank == 0:
         hub.save_model(model, out, meta)
     return summary
+
+
+def _read_all(paths: list, band: str | None, exclude: set[str] | None) -> pa.Table:
+    """Every light curve of ``paths`` (minus ``exclude``), cleaned, in one table."""
+    table = pa.concat_tables([read(p, band=band) for p in paths], promote_options="default")
+    if exclude:
+        table = table.filter(pc.invert(pc.is_in(table.column(S.ID), pa.array(sorted(exclude)))))
+    table, _ = clean(table, min_obs=10)
+    if table.num_rows == 0:
+        raise StarcurveError("the training data hold no light curve with >= 10 points")
+    return table
 
 
 def _count_rows(path: Path) -> int:
@@ -287,7 +387,7 @@ def _launch(model, out, opts: dict, meta: dict, lr: float, warmup: int, desc: st
     val = None
     if opts["val_data"] and opts["steps"] > 0:
         val = Validation(opts["val_data"], model.config.window, band=opts["val_band"],
-                         exclude=exclude, max_windows=opts["val_windows"])
+                         exclude=exclude, max_windows=opts["val_windows"], cfg=model.config)
     meta = {
         **meta,
         "data": paths, "band": opts["band"], "excluded_ids": len(exclude),
@@ -310,7 +410,8 @@ def _check_out(out: Path, resume: bool) -> None:
 
 @click.command("pretrain")
 @click.option("--config", "config", default=None,
-              help="a1 | a2 | sc1 | a JSON file of EncoderConfig fields [default: sc1, or the run's].")
+              help="a1 | a2 | sc1 | pv1 | a JSON file of EncoderConfig fields [default: sc1, or the "
+                   "run's].")
 @_train_options
 def pretrain_cmd(config: str, **opts) -> None:
     """Pretrain an encoder by masked reconstruction on light curves (Parquet)."""
