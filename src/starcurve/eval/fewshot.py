@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
+from starcurve.cli import OUTPUT_DIR
 from starcurve.data import io
 from starcurve.data import schema as S
 from starcurve.data.clean import clean
@@ -219,7 +220,7 @@ def _vec_forest(table: pa.Table, ctx: Context):
 def _vec_embed(table: pa.Table, ctx: Context):
     load_model = _import("embed", "starcurve.models.hub", "load_model")
     model = load_model(ctx.model) if ctx.model else load_model()
-    X = np.asarray(model.embed_table(table), dtype=np.float64)
+    X = np.asarray(model.embed_table(table, progress=ctx.progress), dtype=np.float64)
     if X.shape[0] != table.num_rows:
         raise StarcurveError(f"embed_table returned {X.shape[0]} vectors for {table.num_rows} rows")
     return X, {"model": ctx.model or "default", "dim": int(X.shape[1])}
@@ -528,7 +529,7 @@ def versions(info: dict) -> dict:
 @click.option("--band", required=True, help="Band to use (e.g. V, R); '*' = each object's own band.")
 @click.option("--method", required=True, help=f"One of: {', '.join(METHODS)}.")
 @click.option("--model", default=None, help="Model folder for embed/hybrid/finetune.")
-@click.option("--out", "out_dir", required=True, type=click.Path(), help="Result folder.")
+@click.option("--out", "out_dir", required=True, type=OUTPUT_DIR, help="Result folder.")
 @click.option("--n", "ns", default="20,100,500", show_default=True, help="Labels per class.")
 @click.option("--folds", default=3, show_default=True, help="Number of folds.")
 @click.option("--seed", default=0, show_default=True, help="Offset of the probes' random states.")

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from starcurve.cli import OUTPUT_DIR
 from starcurve.data import schema as S
 from starcurve.data.clean import clean
 from starcurve.data.io import parquet_files, read
@@ -176,7 +177,7 @@ class Validation:
         return {k: math.sqrt(v / n) for k, v in sums.items()}
 
     def __call__(self, model: Encoder) -> float:
-        """eval_fn of the loop: logs a row of val.csv; higher is better, so minus hidden RMSE."""
+        """eval_fn of the loop: logs a row of val.csv; returns the hidden RMSE (lower is better)."""
         m = self.metrics(model)
         self.step += 1
         if self.log_path is not None:
@@ -186,7 +187,7 @@ class Validation:
                 if new:
                     w.writeheader()
                 w.writerow({"eval": self.step, **{k: round(v, 6) for k, v in m.items()}})
-        return -m["rmse_hidden"]
+        return m["rmse_hidden"]
 
 
 def run(
@@ -229,7 +230,8 @@ def run(
     if val is not None:
         val.log_path = out / "val.csv"
         val.step = _count_rows(val.log_path) if resume else 0
-    summary = train(model, batches, masked_loss, out, tcfg, resume=resume, eval_fn=val, desc=desc)
+    summary = train(model, batches, masked_loss, out, tcfg, resume=resume, eval_fn=val,
+                    eval_name="val_rmse_hidden", lower_is_better=True, desc=desc)
     if rank == 0:
         hub.save_model(model, out, meta)
     return summary
@@ -243,7 +245,7 @@ def _train_options(f):
     opts = [
         click.option("--data", "data", multiple=True, required=True,
                      help="Parquet file(s) or folder(s) of shards; more paths may follow."),
-        click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+        click.option("--out", "out", required=True, type=OUTPUT_DIR,
                      help="Run folder (becomes the model folder)."),
         click.option("--steps", default=None, type=int,
                      help="Optimizer steps in all (pretrain 20000, finetune 2000 by default)."),

@@ -248,7 +248,7 @@ def fit(
 
     @torch.no_grad()
     def eval_fn(net) -> float:
-        """Minus the (class-weighted) validation cross-entropy: higher is better."""
+        """The (class-weighted) validation cross-entropy."""
         net.eval()
         total, norm = 0.0, 0.0
         for b in val_batches:
@@ -257,7 +257,7 @@ def fit(
             total += float((F.cross_entropy(logits, b["y"], reduction="none") * w).sum())
             norm += float(w.sum())
         net.train()
-        return -total / max(norm, 1e-12)
+        return total / max(norm, 1e-12)
 
     tcfg = TrainConfig(
         steps=steps, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup=min(100, max(steps // 10, 1)),
@@ -266,11 +266,12 @@ def fit(
     )
     summary = train(
         model, batches, loss_fn, out_dir, tcfg, resume=resume,
-        eval_fn=eval_fn if len(va) else None, desc=desc or f"train {kind}",
+        eval_fn=eval_fn if len(va) else None, eval_name="val_loss", lower_is_better=True,
+        desc=desc or f"train {kind}",
     )
     model.eval()
     info = {
-        "train": {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()},
+        "train": summary,
         "data": {
             "classes": {str(c): int(n) for c, n in zip(classes, np.bincount(y, minlength=len(classes)))},
             "train_objects": len(tr),
@@ -449,8 +450,8 @@ def train_cmd(kind, more_data, data, band, out_dir, steps, epochs, batch_size, l
         f"({d['train_rows_after_augmentation']} rows with augmentation), validated on {d['validation_objects']}; "
         f"{d['skipped_short_or_unlabeled']} unlabeled or < {model.cfg.min_obs} obs skipped"
     )
-    best = info["train"]["best"]
-    score = f"best validation loss {-best:.4f}" if best is not None else "no validation score yet"
+    best = info["train"].get("best_val_loss")
+    score = f"best val_loss {best:.4f}" if best is not None else "no validation score yet"
     click.echo(f"steps {info['train']['steps']}, {score}")
     click.echo(f"model written to {out_dir}")
 
