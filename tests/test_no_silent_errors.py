@@ -173,10 +173,11 @@ def test_a_bad_cell_drops_its_row_not_the_file(tmp_path):
     rows = [["x", f"{i * 1.3:.2f}", f"{12 + 0.1 * np.sin(i):.3f}", "0.02"] for i in range(62)]
     rows[5][1] = "oops"  # text in a time cell
     rows[9][2] = "n/a"  # and in a magnitude cell
+    rows[14][2] = ""  # an empty cell stays a cell (the error is not read as the magnitude)
     rows[20].append("extra")  # a line with one field too many
     out, rep = clean(read(_csv(tmp_path / "bad.csv", rows)))
-    assert S.lengths(out).tolist() == [59]
-    assert rep.points["nonfinite"] == 2
+    assert S.lengths(out).tolist() == [58] and (S.flat(out, S.ERR)[0] == np.float32(0.02)).all()
+    assert rep.points["nonfinite"] == 3
 
 
 def test_streaming_a_long_parquet_file_never_cuts_an_object_in_two(tmp_path):

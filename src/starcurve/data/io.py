@@ -224,7 +224,7 @@ def read_text_file(path: Path, columns: Mapping[str, str] | None = None) -> pa.T
     extra_lines: list = []
     try:
         df = pd.read_csv(
-            path, sep=r"[,\s]+", comment="#", header=None, engine="python", dtype=str,
+            path, sep=_separator(path), comment="#", header=None, engine="python", dtype=str,
             skip_blank_lines=True, on_bad_lines=extra_lines.append,
         )  # fmt: skip
     except pd.errors.EmptyDataError:
@@ -257,6 +257,18 @@ def read_text_file(path: Path, columns: Mapping[str, str] | None = None) -> pa.T
         check_one_object(table, path.name, mapping)
         table = table.append_column(S.ID, pa.array([path.stem] * table.num_rows, pa.string()))
     return table
+
+
+def _separator(path: Path) -> str:
+    """Commas if the first data line has one (an empty cell stays a cell), else white space."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.strip() and not line.lstrip().startswith("#"):
+                    return r"\s*,\s*" if "," in line else r"\s+"
+    except OSError as e:
+        raise StarcurveError(f"{path.name}: cannot read ({e.strerror})") from None
+    return r"\s+"
 
 
 def _unique_names(names: list[str]) -> list[str]:
