@@ -1,11 +1,13 @@
 """Cleaning: always sorted, finite, self-consistent, and every drop is counted."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from starcurve import clean
 from starcurve.data import schema as S
+from starcurve.data.clean import Plausible
 from starcurve.data.io import from_arrays
 
 odd_float = st.one_of(
@@ -43,7 +45,7 @@ def test_unsorted_duplicates_and_bad_errors_counted():
     out, rep = clean(t)
     assert S.flat(out, S.TIME)[0].tolist() == [1.0, 2.0, 3.0]
     assert S.flat(out, S.MAG)[0].tolist() == [11, 12, 13]  # first of the duplicate pair kept
-    assert rep.points == {"nonfinite": 1, "sentinel": 0, "bad_error": 1, "duplicate_time": 1, "too_few_obs": 0}
+    assert rep.points == {"nonfinite": 1, "sentinel": 0, "bad_error": 1, "implausible": 0, "duplicate_time": 1, "too_few_obs": 0}
 
 
 def test_duplicate_repair_is_inverse_variance_mean():
@@ -70,6 +72,17 @@ def test_sigma_clip_removes_the_outlier_only():
     t = from_arrays([np.arange(200.0)], [m], [np.full(200, 0.05)])
     out, rep = clean(t, sigma_clip=5)
     assert rep.points["sigma_clip"] == 1 and S.lengths(out)[0] == 199
+
+
+def test_implausible_magnitudes_and_errors_are_dropped_and_counted():
+    t = from_arrays([np.arange(6.0)], [[12, 1e30, 12.1, 12.2, -45.0, 12.3]],
+                    [[0.1, 0.1, 0.1, 50.0, 0.1, 0.1]])
+    out, rep = clean(t)
+    assert rep.points["implausible"] == 3 and rep.objects["implausible"] == 1
+    assert S.flat(out, S.MAG)[0].tolist() == pytest.approx([12, 12.1, 12.3])
+    assert "implausible: 3 points" in str(rep)
+    kept, rep = clean(t, plausible=Plausible(mag_min=-50, mag_max=1e31, err_max=100))  # configurable
+    assert rep.points["implausible"] == 0 and S.lengths(kept)[0] == 6
 
 
 def test_clean_real_asas(shared_data):

@@ -68,6 +68,6 @@ def test_early_stopping_restores_best_weights(tmp_path, toy_table):
 
     cfg = TrainConfig(steps=50, lr=1e-2, warmup=1, eval_every=2, patience=2)
     summary = train(model, lambda: WindowStream(tmp_path / "d.parquet", n=32, batch_size=4, epochs=1), loss_fn, tmp_path / "o", cfg, eval_fn=eval_fn)
-    assert summary["early_stopped"] and summary["steps"] == 8 and summary["best"] == 0.9
+    assert summary["early_stopped"] and summary["steps"] == 8 and summary["best_val_score"] == 0.9
     for k, v in model.state_dict().items():
         assert torch.equal(v, snap[0.9][k])

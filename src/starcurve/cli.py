@@ -2,7 +2,10 @@
 
 Sub-commands live in the modules that own them and are imported only when used, so
 ``starcurve --help`` is fast and a broken optional part cannot break the others.
-Every ``StarcurveError`` is printed as one line (exit code 2), never as a traceback.
+Every ``StarcurveError`` (and any ``OSError``: a file system problem) is printed as one line
+(exit code 2), never as a traceback. The options that open files are defined here once and shared by
+every command: ``OUTPUT_FILE`` / ``OUTPUT_DIR`` / ``OUTPUT_ANY`` check that an output can be written
+before any work starts, ``COLUMNS`` is the column mapping of ``starcurve.read``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,44 @@ COMMANDS = {
     "classify": ("starcurve.models.classify", "classify_cmd", "Classify with the shipped model."),
     "demo": ("starcurve.demo", "demo_cmd", "Run the whole path on a built-in default."),
 }
+
+
+class Output(click.ParamType):
+    """An output path, checked before the work starts (``starcurve.files.check_writable``)."""
+
+    name = "path"
+
+    def __init__(self, folder: bool | None):
+        self.folder = folder
+
+    def convert(self, value, param, ctx):
+        from starcurve.files import check_writable
+
+        return str(check_writable(value, self.folder))
+
+
+class Columns(click.ParamType):
+    """``object_id=oid,time=mjd`` (canonical=source) as a mapping."""
+
+    name = "mapping"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dict):
+            return value
+        try:
+            return dict(kv.split("=", 1) for kv in value.split(","))
+        except ValueError:
+            raise StarcurveError(
+                f"--columns must look like object_id=oid,time=mjd,mag=m,mag_err=e; got {value!r}"
+            ) from None
+
+
+OUTPUT_FILE, OUTPUT_DIR, OUTPUT_ANY = Output(False), Output(True), Output(None)
+COLUMNS = Columns()
+columns_option = click.option(
+    "--columns", type=COLUMNS, default=None,
+    help="Column mapping CANONICAL=SOURCE, e.g. object_id=oid,time=mjd,mag_err=e.",
+)  # fmt: skip
 
 
 class LazyGroup(click.Group):
@@ -66,9 +107,12 @@ def cli(verbose: bool) -> None:
 
 
 def main(argv=None) -> None:
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         cli.main(args=argv, standalone_mode=False)
-    except StarcurveError as e:
+    except (StarcurveError, OSError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:

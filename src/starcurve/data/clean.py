@@ -4,11 +4,15 @@ Order of the steps (each counted under its own reason):
 1. ``nonfinite``: time, mag or error is NaN or infinite;
 2. ``sentinel``: a magnitude equal to a survey's missing-value code (MACHO -99, ASAS 29.999, 99.999);
 3. ``bad_error``: error <= 0 (or above ``max_err`` when given);
-4. sort by time (stable, so equal times keep their source order);
-5. ``duplicate_time``: repeated time stamps, dropped (keep the first) or merged
+4. ``implausible``: a magnitude or an error no survey can give (``Plausible``: by default a magnitude
+   outside [-30, 40] or an error above 10 mag; ``plausible=None`` turns the check off). Such a value
+   (a 1e30 from a broken conversion, an error code) would reach the models as a finite number and
+   come out as NaN; it is dropped here, counted, like every other reason;
+5. sort by time (stable, so equal times keep their source order);
+6. ``duplicate_time``: repeated time stamps, dropped (keep the first) or merged
    (``duplicates="mean"``: inverse-variance mean magnitude, combined error);
-6. ``sigma_clip``: optional, points further than k robust sigmas (1.4826 MAD) from the median;
-7. whole objects with fewer than ``min_obs`` points left are removed (``too_few_obs``).
+7. ``sigma_clip``: optional, points further than k robust sigmas (1.4826 MAD) from the median;
+8. whole objects with fewer than ``min_obs`` points left are removed (``too_few_obs``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,26 @@ import pyarrow as pa
 from starcurve.data import schema as S
 
 SENTINEL_MAGS = (-99.0, 29.999, 99.999)
-REASONS = ("nonfinite", "sentinel", "bad_error", "duplicate_time", "sigma_clip", "too_few_obs")
+REASONS = (
+    "nonfinite", "sentinel", "bad_error", "implausible", "duplicate_time", "sigma_clip", "too_few_obs"
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Plausible:
+    """The values a survey can give; points outside are dropped as ``implausible``.
+
+    Magnitudes: -30 (brighter than the Sun; instrumental magnitudes such as MACHO's run from -10 to 0)
+    to 40 (fainter than any survey's depth, even for a flux of 0.001 nJy with the 31.4 zero point).
+    Errors: at most 10 mag (a point known to no better than a factor 10^4 in flux).
+    """
+
+    mag_min: float = -30.0
+    mag_max: float = 40.0
+    err_max: float = 10.0
+
+
+PLAUSIBLE = Plausible()
 
 
 @dataclass
@@ -48,6 +71,18 @@ class CleanReport:
             "removed_examples": dict(list(self.removed.items())[:20]),
         }
 
+    def skip_nonfinite(self, table: pa.Table, values: np.ndarray, what: str) -> np.ndarray:
+        """Rows of the clean ``table`` whose model ``values`` are all finite; the others are recorded
+        as removed, with the reason ``what`` (so a NaN output is a skip with a reason, never an answer).
+        """
+        values = np.asarray(values, np.float64)
+        ok = np.isfinite(values if values.ndim == 2 else values[:, None]).all(1)
+        ids, bands = table.column(S.ID).to_pylist(), table.column(S.BAND).to_pylist()
+        for i in np.flatnonzero(~ok):
+            self.removed[f"{ids[i]}/{bands[i]}"] = what
+        self.objects_out -= int((~ok).sum())
+        return ok
+
     def __str__(self) -> str:
         parts = [f"{k}: {v} points in {self.objects.get(k, 0)} LCs" for k, v in self.points.items() if v]
         kept = f"kept {self.objects_out}/{self.objects_in} LCs, {self.points_out}/{self.points_in} points"
@@ -63,6 +98,7 @@ def clean(
     sigma_clip: float | None = None,
     max_err: float | None = None,
     sentinels: tuple[float, ...] = SENTINEL_MAGS,
+    plausible: Plausible | None = PLAUSIBLE,
 ) -> tuple[pa.Table, CleanReport]:
     """Return the clean table and a report; nothing is dropped without being counted."""
     if duplicates not in ("drop", "mean"):
@@ -86,6 +122,9 @@ def clean(
         drop("nonfinite", ~(np.isfinite(t) & np.isfinite(m) & np.isfinite(e)))
         drop("sentinel", np.isin(np.round(m, 3), np.round(sentinels, 3)))
         drop("bad_error", (e <= 0) | ((e > max_err) if max_err is not None else False))
+        if plausible is not None:
+            p = plausible
+            drop("implausible", (m < p.mag_min) | (m > p.mag_max) | (e > p.err_max))
 
     idx = np.flatnonzero(keep)
     idx = idx[np.lexsort((t[idx], rows[idx]))]

@@ -8,18 +8,16 @@ from collections import Counter
 import click
 import numpy as np
 
+from starcurve.cli import columns_option
 from starcurve.data import schema as S
 from starcurve.data.clean import clean
-from starcurve.data.io import iter_tables, read
+from starcurve.data.io import read_chunks
 
 
 def summarise(path, band: str | None = None, columns: dict | None = None) -> dict:
     """Counts, lengths, time span and the cleaning report; streams nested Parquet shard by shard."""
     p = str(path)
-    if columns or not (p.endswith(".parquet") or _is_parquet_dir(p)):
-        tables = [read(path, band=band, columns=columns)]
-    else:
-        tables = iter_tables(path, band=band)  # streams: flat memory on multi-GB files
+    tables = read_chunks(path, band=band, columns=columns)  # streams: flat memory on multi-GB files
     ids, rows, bands, classes = set(), 0, Counter(), Counter()
     lens, spans, dropped = [], [], Counter()
     objects_removed, report_points = 0, 0
@@ -60,20 +58,14 @@ def summarise(path, band: str | None = None, columns: dict | None = None) -> dic
     }
 
 
-def _is_parquet_dir(p: str) -> bool:
-    from pathlib import Path
-
-    return Path(p).is_dir() and any(Path(p).glob("*.parquet"))
-
-
 @click.command("inspect")
 @click.argument("path", type=click.Path())
 @click.option("--band", default=None, help="Only this band.")
-@click.option("--columns", default=None, help="Column mapping, e.g. time=mjd,mag=m,mag_err=e.")
+@columns_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def inspect(path: str, band: str | None, columns: str | None, as_json: bool) -> None:
     """Summarise a light-curve file or folder: objects, bands, classes, lengths, what cleaning drops."""
-    info = summarise(path, band, parse_columns(columns))
+    info = summarise(path, band, columns)
     if as_json:
         click.echo(json.dumps(info))
         return
@@ -89,15 +81,3 @@ def inspect(path: str, band: str | None, columns: str | None, as_json: bool) -> 
     d = info["dropped"]
     parts = ", ".join(f"{k} {v:,}" for k, v in d["points"].items() if v) or "nothing"
     click.echo(f"  cleaning would drop: {parts} points; {d['light_curves']} light curves")
-
-
-def parse_columns(spec: str | None) -> dict | None:
-    """Parse ``time=mjd,mag=flux`` into a mapping."""
-    if not spec:
-        return None
-    from starcurve.errors import StarcurveError
-
-    try:
-        return dict(kv.split("=", 1) for kv in spec.split(","))
-    except ValueError:
-        raise StarcurveError(f"--columns must look like time=mjd,mag=m,mag_err=e; got {spec!r}") from None

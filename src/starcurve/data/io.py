@@ -3,9 +3,8 @@
 Accepted inputs (``read`` picks by type):
 - a Parquet file or a folder of Parquet shards, nested (one row per (object, band), list columns)
   or long (one row per observation);
-- a folder of per-object text files (``time mag err`` columns, whitespace or comma separated,
-  ``#`` comments, an optional header line), the usual OGLE/MACHO/ASAS dumps; the file stem is
-  the object id;
+- a text file or a folder of text files (``time mag err`` columns, whitespace or comma separated,
+  ``#`` comments, an optional header line), the usual OGLE/MACHO/ASAS dumps: see ``read_text_file``;
 - a pandas DataFrame (nested or long), a pyarrow Table, a dict of columns, or a
   ``(time, mag, mag_err)`` tuple of arrays for one light curve.
 
@@ -13,14 +12,23 @@ Fluxes: with ``flux=True`` the ``mag`` and ``mag_err`` columns hold flux and flu
 with ``mag = zero_point - 2.5 log10(flux)``, ``mag_err = 2.5 / ln(10) * flux_err / flux``. The default
 zero point 23.9 is the AB magnitude of 1 microjansky (use 31.4 for nanojansky, as LSST and ZTF forced
 photometry give). Non-positive fluxes become non-finite magnitudes, which cleaning drops and reports.
+
+Objects are never merged silently: a long table (one row per observation) without an ``object_id``
+column is one light curve only if its times increase within each band; repeated or decreasing times
+mean several objects, and ``read`` stops with an error that names the mapping to give
+(``columns={"object_id": ...}``, ``--columns object_id=...``). A cell that is not a number becomes
+NaN, so cleaning drops that point alone (counted as ``nonfinite``), never the whole file.
+
+A Parquet shard that cannot be read is skipped with a warning when it is one of several (an error
+when it is the only one, or when none can be read), the same way for whole reads and streaming.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +39,7 @@ import pyarrow.parquet as pq
 
 from starcurve.data import schema as S
 from starcurve.errors import StarcurveError
+from starcurve.files import atomic_write
 
 log = logging.getLogger("starcurve")
 TEXT_SUFFIXES = {".dat", ".txt", ".csv", ".lc", ".tsv", ".mjd"}
@@ -51,6 +60,10 @@ def read(
     ``columns`` maps canonical names to the source's names, e.g. ``{"time": "mjd", "mag": "flux"}``.
     ``band`` keeps only rows of that band. Raises ``StarcurveError`` with a one-line reason.
     """
+    columns = dict(columns or {})
+    unknown = set(columns) - {*S.REQUIRED, S.LABEL, S.SURVEY, S.SPLIT}
+    if unknown:
+        raise StarcurveError(f"unknown canonical column(s) {sorted(unknown)} in the mapping")
     if isinstance(source, tuple) and len(source) == 3:
         t, m, e = (np.asarray(a, dtype=float).ravel() for a in source)
         source = {S.ID: "lc0", S.TIME: t, S.MAG: m, S.ERR: e}
@@ -61,8 +74,8 @@ def read(
     if isinstance(source, pa.Table):
         table = source
     else:
-        table = _read_path(Path(source))
-    table = _normalise(table, columns or {}, default_band)
+        table = _read_path(Path(source), columns)
+    table = _normalise(table, columns, default_band)
     if flux:
         table = flux_to_mag(table, zero_point)
     if band is not None and band != "*":
@@ -70,37 +83,63 @@ def read(
     return table
 
 
-def _read_path(path: Path) -> pa.Table:
+def _read_path(path: Path, columns: Mapping[str, str]) -> pa.Table:
     if not path.exists():
         raise StarcurveError(f"{path}: no such file or folder")
     if path.is_dir():
         shards = sorted(path.glob("*.parquet"))
         if shards:
-            return pa.concat_tables([_read_parquet(p) for p in shards], promote_options="default")
+            return pa.concat_tables(list(_shard_tables(shards, _whole)), promote_options="default")
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in TEXT_SUFFIXES)
         if not files:
             raise StarcurveError(f"{path}: no .parquet or text light-curve files found")
-        return read_text_files(files)
+        return read_text_files(files, columns)
     if path.stat().st_size == 0:
         raise StarcurveError(f"{path}: the file is empty")
     if path.suffix.lower() in TEXT_SUFFIXES:
-        return read_text_files([path])
-    return _read_parquet(path)
+        return read_text_files([path], columns)
+    return read_parquet(path)
 
 
-def _read_parquet(path: Path) -> pa.Table:
-    try:
-        return pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as e:
-        reason = str(e).splitlines()[0][:200]
-        raise StarcurveError(f"{path}: not a readable Parquet file ({reason})") from None
+def read_parquet(path: Path) -> pa.Table:
+    """One Parquet file as it is stored (no column checks)."""
+    return next(_shard_tables([Path(path)], _whole))
+
+
+def _whole(pf: pq.ParquetFile) -> Iterator[pa.Table]:
+    yield pf.read()
+
+
+def _shard_tables(
+    files: list[Path], tables: Callable[[pq.ParquetFile], Iterator[pa.Table]]
+) -> Iterator[pa.Table]:
+    """``tables(shard)`` of each Parquet file, the one way every reader opens Parquet.
+
+    A shard that cannot be read is skipped with a warning, unless it is the only one (an error);
+    if none can be read, that is an error too.
+    """
+    bad = 0
+    for p in files:
+        try:
+            with pa.OSFile(os.fsencode(p)) as f:  # bytes: any file name the system allows
+                yield from tables(pq.ParquetFile(f))
+        except (pa.ArrowInvalid, OSError) as e:
+            size = p.stat().st_size if p.is_file() else -1
+            why = "the file is empty" if size == 0 else f"not a readable Parquet file ({_first_line(e)})"
+            if len(files) == 1:
+                raise StarcurveError(f"{p}: {why}") from None
+            bad += 1
+            log.warning("skipped shard %s: %s", p, why)
+    if bad and bad == len(files):
+        raise StarcurveError(f"none of the {len(files)} Parquet shards could be read")
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0][:160]
 
 
 def _normalise(table: pa.Table, columns: Mapping[str, str], default_band: str) -> pa.Table:
     """Apply the column mapping, turn the long form into the nested form, validate types."""
-    unknown = set(columns) - {*S.REQUIRED, S.LABEL, S.SURVEY, S.SPLIT}
-    if unknown:
-        raise StarcurveError(f"unknown canonical column(s) {sorted(unknown)} in the mapping")
     rename = {src: dst for dst, src in columns.items()}
     missing = [src for src in rename if src not in table.column_names]
     if missing:
@@ -112,6 +151,7 @@ def _normalise(table: pa.Table, columns: Mapping[str, str], default_band: str) -
         if pa.types.is_list(table.schema.field(S.TIME).type):
             ids = [f"lc{i}" for i in range(table.num_rows)]
         else:
+            check_one_object(table, "the table")
             ids = ["lc0"] * table.num_rows
         table = table.append_column(S.ID, pa.array(ids, pa.string()))
     if S.TIME in table.column_names and not pa.types.is_list(table.schema.field(S.TIME).type):
@@ -124,6 +164,31 @@ def _numeric(table: pa.Table, name: str) -> np.ndarray:
     if name not in table.column_names:
         raise StarcurveError(f"missing column '{name}'; have {table.column_names}")
     return pd.to_numeric(table.column(name).to_pandas(), errors="coerce").to_numpy(float)
+
+
+def check_one_object(table: pa.Table, what: str, mapping: Mapping[str, str] | None = None) -> None:
+    """A long table without object ids must be one light curve: times increasing in each band."""
+    mapping = mapping or {}
+    t = _numeric(table, mapping.get(S.TIME, S.TIME))
+    band_col = mapping.get(S.BAND, S.BAND)
+    if band_col in table.column_names:
+        bands = np.asarray(table.column(band_col).cast(pa.string()).to_numpy(zero_copy_only=False), str)
+    else:
+        bands = np.zeros(len(t), str)
+    ok = np.isfinite(t)
+    t, bands = t[ok], bands[ok]
+    order = np.argsort(bands, kind="stable")
+    t, bands = t[order], bands[order]
+    back = int(((bands[1:] == bands[:-1]) & (np.diff(t) <= 0)).sum())
+    if back:
+        others = [c for c in table.column_names
+                  if c not in (*S.LIST_COLUMNS, S.BAND, *mapping.values())]
+        raise StarcurveError(
+            f"{what} has no object_id column, but its times repeat or go back ({back} times), so it "
+            "holds several light curves. Name the column that tells them apart: "
+            "columns={'object_id': NAME} in Python, --columns object_id=NAME on the command line"
+            + (f" (columns here: {others})" if others else " (add such a column)")
+        )
 
 
 def _nest_long(table: pa.Table) -> pa.Table:
@@ -143,44 +208,92 @@ def _nest_long(table: pa.Table) -> pa.Table:
     return S.with_lists(nested, offsets, time=t[order], mag=m[order], mag_err=e[order])
 
 
-def read_text_file(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Parse one ``time mag err`` text file; raises ``StarcurveError`` if it has no usable data."""
+def read_text_file(path: Path, columns: Mapping[str, str] | None = None) -> pa.Table:
+    """One text file as a long table (one row per observation); ``read`` nests it.
+
+    With a header line, columns are found by their names (after the ``columns`` mapping):
+    ``object_id`` (one file may hold several objects), ``band``, ``label``, ``survey``, ``split``,
+    ``time``, ``mag``, ``mag_err``; time, magnitude and error columns the header does not name are
+    the first other columns, in that order (so ``time,mag,err`` or ``mjd flux flux_err`` work).
+    Without a header, the first three columns are time, magnitude and error. Without an object id
+    column the file stem is the id (and the times must increase, see ``check_one_object``). A cell
+    that is not a number becomes NaN (cleaning drops that point and counts it); a line with more
+    fields than the others is skipped with a warning. Raises ``StarcurveError`` if nothing is usable.
+    """
+    mapping = dict(columns or {})
+    extra_lines: list = []
     try:
         df = pd.read_csv(
-            path, sep=r"[,\s]+", comment="#", header=None, engine="python", skip_blank_lines=True
-        )
+            path, sep=_separator(path), comment="#", header=None, engine="python", dtype=str,
+            skip_blank_lines=True, on_bad_lines=extra_lines.append,
+        )  # fmt: skip
     except pd.errors.EmptyDataError:
         raise StarcurveError(f"{path.name}: no data lines") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise StarcurveError(f"{path.name}: cannot parse ({str(e).splitlines()[0][:120]})") from None
+        raise StarcurveError(f"{path.name}: cannot parse ({_first_line(e)[:120]})") from None
     df = df.dropna(axis=1, how="all")
-    if df.shape[1] < 3:
-        raise StarcurveError(f"{path.name}: needs 3 columns (time mag err), found {df.shape[1]}")
-    vals = df.iloc[:, :3].apply(pd.to_numeric, errors="coerce").to_numpy(float)
-    if len(vals) and np.isnan(vals[0]).all():  # a header line
-        vals = vals[1:]
-    if len(vals) == 0:
-        raise StarcurveError(f"{path.name}: no data lines")
-    return vals[:, 0], vals[:, 1], vals[:, 2]
+    first = df.iloc[0] if len(df) else None
+    header = first is not None and pd.to_numeric(first.dropna(), errors="coerce").isna().all()
+    if header:
+        names = _unique_names([str(v).strip() for v in first])
+        df = df.iloc[1:]
+    else:
+        names = [S.TIME, S.MAG, S.ERR] + [f"column{i}" for i in range(3, df.shape[1])]
+    df.columns = names[: df.shape[1]]
+    known = {*S.REQUIRED, S.LABEL, S.SURVEY, S.SPLIT}
+    free = [n for n in df.columns if n not in known and n not in mapping.values()]
+    for c in S.LIST_COLUMNS:  # unnamed time/mag/err: the first free columns, in that order
+        if c not in mapping and c not in df.columns and free:
+            df = df.rename(columns={free.pop(0): c})
+    if len(df) == 0 or any(mapping.get(c, c) not in df.columns for c in S.LIST_COLUMNS):
+        raise StarcurveError(
+            f"{path.name}: needs time, mag and err columns and at least one data line"
+        )
+    if extra_lines:
+        log.warning("%s: skipped %d line(s) with more fields than the others", path.name,
+                    len(extra_lines))
+    table = pa.table({c: pa.Array.from_pandas(df[c], type=pa.string()) for c in df.columns})
+    if S.ID not in mapping and S.ID not in table.column_names:
+        check_one_object(table, path.name, mapping)
+        table = table.append_column(S.ID, pa.array([path.stem] * table.num_rows, pa.string()))
+    return table
 
 
-def read_text_files(paths: list[Path]) -> pa.Table:
-    """Read per-object text files; a file that cannot be read is skipped and logged, not fatal."""
-    ids, cols, skipped = [], [], []
+def _separator(path: Path) -> str:
+    """Commas if the first data line has one (an empty cell stays a cell), else white space."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.strip() and not line.lstrip().startswith("#"):
+                    return r"\s*,\s*" if "," in line else r"\s+"
+    except OSError as e:
+        raise StarcurveError(f"{path.name}: cannot read ({e.strerror})") from None
+    return r"\s+"
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    out: list[str] = []
+    for i, n in enumerate(names):
+        n = n or f"column{i}"
+        out.append(n if n not in out else f"{n}_{i}")
+    return out
+
+
+def read_text_files(paths: list[Path], columns: Mapping[str, str] | None = None) -> pa.Table:
+    """Read text files into one long table; a file that cannot be read is skipped and logged."""
+    tables, skipped = [], []
     for p in paths:
         try:
-            cols.append(read_text_file(p))
-            ids.append(p.stem)
+            tables.append(read_text_file(p, columns))
         except StarcurveError as e:
             skipped.append(str(e))
+    if len(paths) == 1 and skipped:
+        raise StarcurveError(skipped[0])
     for msg in skipped:
         log.warning("skipped %s", msg)
-    if not cols:
+    if not tables:
         raise StarcurveError(f"none of the {len(paths)} text file(s) could be read: {skipped[:3]}")
-    offsets = np.concatenate([[0], np.cumsum([len(c[0]) for c in cols])])
-    table = pa.table({S.ID: pa.array(ids, pa.string())})
-    t, m, e = (np.concatenate([c[i] for c in cols]) for i in range(3))
-    return S.with_lists(table, offsets, time=t, mag=m, mag_err=e)
+    return pa.concat_tables(tables, promote_options="default")
 
 
 def from_arrays(times, mags, errs, ids=None, band: str = "unknown", labels=None) -> pa.Table:
@@ -212,18 +325,8 @@ def flux_to_mag(table: pa.Table, zero_point: float = DEFAULT_ZERO_POINT) -> pa.T
 
 
 def write_parquet(table: pa.Table, path: str | os.PathLike) -> Path:
-    """Write a table atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    """Write a table atomically (``starcurve.files.atomic_write``)."""
+    return atomic_write(path, lambda f: pq.write_table(table, f, compression="zstd"))
 
 
 def parquet_files(paths) -> list[Path]:
@@ -243,27 +346,52 @@ def parquet_files(paths) -> list[Path]:
 
 
 def iter_tables(
-    paths, *, batch_rows: int = 4096, band: str | None = None, columns=None
+    paths, *, batch_rows: int = 4096, band: str | None = None, columns=None, mapping=None
 ) -> Iterator[pa.Table]:
-    """Stream nested Parquet shards as tables of at most ``batch_rows`` rows (flat memory).
+    """Stream Parquet shards as tables of at most ``batch_rows`` rows (flat memory).
 
-    A corrupted shard is logged and skipped so the other shards still arrive.
+    ``columns``: the Parquet columns to load; ``mapping``: the column mapping of ``read``. A long
+    (one row per observation) shard is read whole, so that no object is cut in two. A corrupted
+    shard is logged and skipped so the other shards still arrive.
     """
-    files = parquet_files(paths)
-    bad = []
-    for p in files:
-        try:
-            pf = pq.ParquetFile(p)
-            batches = pf.iter_batches(batch_size=batch_rows, columns=columns)
-            for batch in batches:
-                table = read(pa.Table.from_batches([batch]), band=band)
-                if table.num_rows:
-                    yield table
-        except (pa.ArrowInvalid, OSError) as e:
-            reason = f"{p}: not a readable Parquet file ({str(e).splitlines()[0][:160]})"
-            if len(files) == 1:
-                raise StarcurveError(reason) from None
-            bad.append(p)
-            log.warning("skipped shard %s", reason)
-    if bad and len(bad) == len(files):
-        raise StarcurveError(f"none of the {len(files)} Parquet shards could be read")
+    time_col = (mapping or {}).get(S.TIME, S.TIME)
+
+    def tables(pf: pq.ParquetFile) -> Iterator[pa.Table]:
+        schema = pf.schema_arrow
+        nested = time_col in schema.names and pa.types.is_list(schema.field(time_col).type)
+        batches = pf.iter_batches(batch_size=batch_rows, columns=columns) if nested else [pf.read()]
+        for batch in batches:
+            table = read(pa.Table.from_batches([batch]) if nested else batch, band=band,
+                         columns=mapping)
+            if table.num_rows:
+                yield table
+
+    yield from _shard_tables(parquet_files(paths), tables)
+
+
+def read_chunks(
+    source, *, band: str | None = None, columns=None, batch_rows: int = 4096
+) -> Iterator[pa.Table]:
+    """Any input ``read`` accepts, as tables: Parquet streamed in chunks, anything else at once.
+
+    The first chunk is read at once, so a bad input fails here, before any progress is shown.
+    """
+    if isinstance(source, (str, os.PathLike)) and is_parquet(Path(source)):
+        chunks = iter_tables(source, batch_rows=batch_rows, band=band, mapping=columns)
+    else:
+        chunks = iter([read(source, band=band, columns=columns)])
+    first = next(chunks, None)
+    return itertools.chain([] if first is None else [first], chunks)
+
+
+def is_parquet(path: Path) -> bool:
+    """A Parquet file name, or a folder of Parquet shards."""
+    return path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet")))
+
+
+def parquet_rows(paths) -> int:
+    """Rows in the readable Parquet files of ``paths`` (from their footers; for progress bars)."""
+    total = 0
+    for rows in _shard_tables(parquet_files(paths), lambda pf: [pf.metadata.num_rows]):
+        total += rows
+    return total

@@ -29,8 +29,8 @@ from pathlib import Path
 import click
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from starcurve.cli import OUTPUT_ANY
 from starcurve.data import schema as S
 from starcurve.errors import StarcurveError
 
@@ -734,9 +734,11 @@ def write_shards(
 
 
 def _complete(path: Path, rows: int) -> bool:
+    from starcurve.data.io import parquet_rows
+
     try:
-        return path.exists() and pq.ParquetFile(path).metadata.num_rows == rows
-    except (pa.ArrowInvalid, OSError):  # a truncated or corrupt shard is simply rewritten
+        return path.exists() and parquet_rows(path) == rows
+    except StarcurveError:  # a truncated or corrupt shard is simply rewritten
         return False
 
 
@@ -748,7 +750,7 @@ SINGLE_FILE_MAX = 200_000
 @click.option("--n", "n", default=None, help="Number of light curves (objects).")
 @click.option("--classes", default=None, help="Comma-separated classes (default: all).")
 @click.option("--seed", default="0", show_default=True, help="Random seed (integer >= 0).")
-@click.option("--out", default=None, type=click.Path(), help="Output .parquet file, or folder.")
+@click.option("--out", default=None, type=OUTPUT_ANY, help="Output .parquet file, or folder.")
 @click.option(
     "--shard-size",
     default=None,

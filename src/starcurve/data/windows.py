@@ -66,6 +66,7 @@ def windows(
     if normalise:
         tw = np.where(mask, tw - t_mean[:, None], 0.0)
         mw = np.where(mask, mw - m_mean[:, None], 0.0)
-    return Windows(
-        tw.astype(np.float32), mw.astype(np.float32), ew, mask, row, t_mean, m_mean
-    )
+    with np.errstate(over="ignore"):  # a time beyond float32 becomes inf: the encoder skips it
+        return Windows(
+            tw.astype(np.float32), mw.astype(np.float32), ew, mask, row, t_mean, m_mean
+        )

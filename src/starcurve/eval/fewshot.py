@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
+from starcurve.cli import OUTPUT_DIR
 from starcurve.data import io
 from starcurve.data import schema as S
 from starcurve.data.clean import clean
@@ -571,7 +572,7 @@ def versions(info: dict) -> dict:
                    "each object, one vector per object.")
 @click.option("--method", required=True, help=f"One of: {', '.join(METHODS)}.")
 @click.option("--model", default=None, help="Model folder for embed/hybrid/finetune.")
-@click.option("--out", "out_dir", required=True, type=click.Path(), help="Result folder.")
+@click.option("--out", "out_dir", required=True, type=OUTPUT_DIR, help="Result folder.")
 @click.option("--n", "ns", default="20,100,500", show_default=True, help="Labels per class.")
 @click.option("--folds", default=3, show_default=True, help="Number of folds.")
 @click.option("--seed", default=0, show_default=True, help="Offset of the probes' random states.")

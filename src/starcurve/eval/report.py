@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from starcurve.cli import OUTPUT_DIR
 from starcurve.errors import StarcurveError
 
 TABLE_HEAD = "| method | dataset (band) | {ns} | s / light curve |"
@@ -250,7 +251,7 @@ def write_comparison(results: list[dict], out, title: str = "FS-1 comparison") -
 
 @click.command("report")
 @click.argument("dirs", nargs=-1, required=True, type=click.Path())
-@click.option("--out", "out_dir", default=None, type=click.Path(),
+@click.option("--out", "out_dir", default=None, type=OUTPUT_DIR,
               help="Write report.md and f1_vs_n.png here (else only print the table).")  # fmt: skip
 def report_cmd(dirs, out_dir):
     """Merge FS-1 result folders into one comparison table (and plot with --out)."""

@@ -27,7 +27,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from starcurve.cli import OUTPUT_FILE, columns_option
+from starcurve.data import schema as S
+from starcurve.data.clean import CleanReport
 from starcurve.errors import StarcurveError
+from starcurve.models.per_object import per_object
 from starcurve.train.loop import atomic_json, atomic_safetensors
 
 FINE = ["RRab", "RRc", "Cepheid", "DSCT", "EB_contact", "EB_semidetached", "EB_detached", "LPV", "ACV", "microlensing"]
@@ -157,16 +161,32 @@ def load_head(folder: Path) -> dict:
             **{k: t[k].numpy() for k in ("mean", "std", "proj", "bank")}}  # fmt: skip
 
 
-def classify_table(model, table: pa.Table, state: dict, batch_size: int = 256, progress: bool = False) -> pa.Table:
-    """Per row of a clean table: class, probability, every class's probability, OOD score and flag."""
+def classify_table(model, table: pa.Table, state: dict, batch_size: int = 256, progress: bool = False,
+                   report: CleanReport | None = None) -> pa.Table:
+    """Per row of a clean table: class, probability, every class's probability, OOD score and flag.
+
+    A row whose embedding, probabilities or OOD score is not finite gets no class: it is left out and
+    recorded in ``report.removed`` with the reason.
+    """
     X = model.embed_table(table, batch_size=batch_size, progress=progress)
     prob, ood = predict(state, X)
-    classes = state["classes"]
+    report = report if report is not None else CleanReport(objects_out=table.num_rows)
+    ok = report.skip_nonfinite(table, np.column_stack([X, prob, ood]), NONFINITE)
+    table, prob, ood = table.filter(pa.array(ok)), prob[ok], ood[ok]
+    return _class_table(table.column("object_id"), table.column("band"), S.lengths(table), prob, ood,
+                        state["classes"])
+
+
+NONFINITE = "the model output is not finite (NaN or infinite); not classified"
+
+
+def _class_table(ids, bands, n_obs, prob: np.ndarray, ood: np.ndarray, classes: list[str]) -> pa.Table:
     cols = {
-        "object_id": table.column("object_id"),
-        "band": table.column("band"),
-        "class": pa.array([classes[i] for i in prob.argmax(1)]),
-        "probability": pa.array(prob.max(1).astype(np.float32)),
+        "object_id": pa.array(ids, pa.string()),
+        "band": pa.array(bands, pa.string()),
+        "n_obs": pa.array(np.asarray(n_obs, np.int32)),
+        "class": pa.array([classes[i] for i in prob.argmax(1)], pa.string()),
+        "probability": pa.array(prob.max(1, initial=0).astype(np.float32)),
         "ood_score": pa.array(ood.astype(np.float32)),
         "is_ood": pa.array(ood > 1.0),
     }
@@ -175,27 +195,59 @@ def classify_table(model, table: pa.Table, state: dict, batch_size: int = 256, p
     return pa.table(cols)
 
 
+def classes_per_object(rows: pa.Table, classes: list[str]) -> pa.Table:
+    """One row per object from per-band rows (``starcurve.models.per_object``: probabilities and OOD
+    scores averaged over the bands, weighted by their numbers of points); ``band`` lists the bands."""
+    prob = np.stack([rows.column(f"p_{c}").to_numpy() for c in classes], 1) if rows.num_rows else (
+        np.zeros((0, len(classes))))
+    ood = rows.column("ood_score").to_numpy()
+    obj = per_object(rows.column("object_id").to_numpy(zero_copy_only=False),
+                     rows.column("band").to_numpy(zero_copy_only=False),
+                     rows.column("n_obs").to_numpy(), np.column_stack([prob, ood]))
+    ids = rows.column("object_id").take(pa.array(obj.first))
+    return _class_table(ids, obj.bands, obj.n_obs, obj.values[:, :-1], obj.values[:, -1], classes)
+
+
 @click.command("classify")
 @click.option("--input", "input_path", required=True, type=click.Path(), help="Light curves (any readable input).")
-@click.option("--output", required=True, type=click.Path(), help="Output Parquet file.")
+@click.option("--output", required=True, type=OUTPUT_FILE, help="Output Parquet file.")
 @click.option("--model", default=None, help="Model folder with a head (default: the shipped model).")
 @click.option("--band", default=None, help="Only this band.")
+@columns_option
 @click.option("--min-obs", default=10, show_default=True, help="Skip light curves with fewer points.")
-def classify_cmd(input_path, output, model, band, min_obs):
-    """Per object: most likely class, probabilities, and an out-of-distribution flag."""
+@click.option("--per-band", is_flag=True, help="One row per (object, band) instead of one per object.")
+def classify_cmd(input_path, output, model, band, columns, min_obs, per_band):
+    """Per object: most likely class, probabilities, and an out-of-distribution flag.
+
+    An object observed in several bands gets one answer: its bands' probabilities averaged, weighted
+    by their numbers of points (``--per-band``: one row per band).
+    """
     from starcurve.data.clean import clean
-    from starcurve.data.io import read, write_parquet
+    from starcurve.data.io import read_chunks, write_parquet
     from starcurve.models.hub import load_model
 
     m = load_model(model)
     state = load_head(m.path)
-    table, rep = clean(read(input_path, band=band), min_obs=min_obs)
-    if table.num_rows == 0:
-        raise StarcurveError(f"no light curve with >= {min_obs} valid points in {input_path} ({rep})")
-    out = classify_table(m, table, state, progress=True)
+    parts, removed, rows_in = [], {}, 0
+    for chunk in read_chunks(input_path, band=band, columns=columns):
+        table, rep = clean(chunk, min_obs=min_obs)
+        parts.append(classify_table(m, table, state, progress=True, report=rep))
+        removed.update(rep.removed)
+        rows_in += chunk.num_rows
+    out = pa.concat_tables(parts)
+    if out.num_rows == 0:
+        raise StarcurveError(f"no light curve of {input_path} could be classified ({_skips(removed)})")
+    if not per_band:
+        out = classes_per_object(out, state["classes"])
     write_parquet(out, output)
+    what = "light curves (object, band)" if per_band else "objects"
     counts = dict(zip(*np.unique(out.column("class").to_numpy(zero_copy_only=False), return_counts=True)))
-    click.echo(f"{out.num_rows} classified -> {output}; {int(np.sum(out.column('is_ood')))} flagged OOD")
+    n_ood = int(np.sum(out.column("is_ood")))
+    click.echo(f"{out.num_rows} classified ({what}) -> {output}; {n_ood} flagged OOD")
     click.echo("classes: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
-    if rep.removed:
-        click.echo(f"skipped {len(rep.removed)} light curves: " + "; ".join(f"{k} ({v})" for k, v in list(rep.removed.items())[:5]))
+    if removed:
+        click.echo(f"skipped {len(removed)} of {rows_in} light curves: {_skips(removed)}")
+
+
+def _skips(removed: dict) -> str:
+    return "; ".join(f"{k} ({v})" for k, v in list(removed.items())[:5]) + (" ..." if len(removed) > 5 else "")

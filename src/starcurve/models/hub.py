@@ -7,12 +7,14 @@ against the config, so a corrupted or mismatched folder gives one clear ``Starcu
 A run still in progress has no ``model.safetensors`` yet; its ``checkpoint/`` weights are used.
 
 Embeddings: per window, the states of the last layer (or the softmax-weighted mix of every layer)
-averaged over the valid steps; per light curve, the mean over its consecutive windows.
+averaged over the valid steps; per light curve, the mean over its consecutive windows. Nothing
+non-finite reaches the encoder: a window whose inputs are not finite is not run and its light curve's
+vector is NaN; ``embed`` and ``starcurve embed`` turn every non-finite vector into a skip with a
+reason (``CleanReport.skip_nonfinite``), never into an output row.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -22,16 +24,23 @@ from pathlib import Path
 import click
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm.auto import tqdm
 
+from starcurve.cli import OUTPUT_FILE, columns_option
 from starcurve.data import schema as S
 from starcurve.data.clean import CleanReport, clean
-from starcurve.data.io import iter_tables, read, write_parquet
+from starcurve.data.io import (
+    is_parquet,
+    parquet_rows,
+    read,
+    read_chunks,
+    read_parquet,
+    write_parquet,
+)
 from starcurve.data.views import band_index, cached_periods, view_windows
 from starcurve.data.windows import windows
 from starcurve.errors import StarcurveError, read_json_object
@@ -156,11 +165,17 @@ class Model:
                        progress: bool = False, view: str = "raw", ctx=None, band=None) -> np.ndarray:
         """One vector per window of a ``Windows``; padding columns trimmed per batch (same result).
 
-        Multi-view models also take the view's name and, per window, ``ctx`` and ``band``."""
+        Multi-view models also take the view's name and, per window, ``ctx`` and ``band``. A window
+        with a non-finite input never reaches the network: its vector is NaN (a light curve to skip).
+        """
         count = w.mask.sum(1)
+        finite = np.isfinite(w.time).all(1) & np.isfinite(w.mag).all(1) & np.isfinite(w.err).all(1)
+        if ctx is not None:
+            finite &= np.isfinite(ctx).all(1)
         order = np.argsort(count, kind="stable")  # similar lengths together: less padding
+        order = order[finite[order]]
         template = self.config.template if view.startswith("fold") else 0
-        out = np.zeros((len(count), self.config.d_model + template), np.float32)
+        out = np.full((len(count), self.config.d_model + template), np.nan, np.float32)
         dev = next(self.encoder.parameters()).device
         for s in tqdm(range(0, len(order), batch_size), disable=not progress, desc="embed",
                       unit="batch"):
@@ -228,19 +243,28 @@ class Model:
             vec = self.embed_table(table, layers=layers, batch_size=batch_size, progress=progress)
         return uniq[order].astype(object), row_means(vec, inv, len(uniq))[order]
 
-    def embed(self, source, band: str | None = None, *, layers: str | None = None,
+    def embed(self, source, band: str | None = None, *, columns=None, layers: str | None = None,
               batch_size: int = 256, progress: bool = False) -> pa.Table:
         """Read and clean any input ``read`` accepts; a table (object_id, band, embedding).
 
-        Objects that cleaning removes are skipped and reported (log warning, ``last_report``).
+        Objects that cleaning removes, or whose embedding is not finite, are skipped and reported
+        (log warning, ``last_report.removed``: "object_id/band" -> reason).
         """
-        table, report = clean(read(source, band=band))
+        table, report = clean(read(source, band=band, columns=columns))
+        vec = self.embed_table(table, layers=layers, batch_size=batch_size, progress=progress)
+        ok = report.skip_nonfinite(table, vec, NONFINITE)
         self.last_report = report
         if report.removed:
-            log.warning("skipped %d light curve(s) with no usable points, e.g. %s",
-                        len(report.removed), list(report.removed)[:3])
-        vec = self.embed_table(table, layers=layers, batch_size=batch_size, progress=progress)
-        return embedding_table(table, vec)
+            log.warning("skipped %d light curve(s), e.g. %s", len(report.removed),
+                        _examples(report.removed))
+        return embedding_table(table.filter(pa.array(ok)), vec[ok])
+
+
+NONFINITE = "the embedding is not finite (NaN or infinite); not embedded"
+
+
+def _examples(removed: dict, k: int = 3) -> str:
+    return "; ".join(f"{key} ({why})" for key, why in list(removed.items())[:k])
 
 
 def row_means(vec: np.ndarray, row: np.ndarray, n_rows: int) -> np.ndarray:
@@ -297,15 +321,20 @@ class Embedder(BaseEstimator, TransformerMixin):
 @click.command("embed")
 @click.option("--model", "model_dir", default=None, help="Model folder (default: the shipped model).")
 @click.option("--input", "input_path", required=True, help="Light curves: Parquet file/folder or text files.")
-@click.option("--output", "output", required=True, type=click.Path(dir_okay=False), help="OUT.parquet")
+@click.option("--output", "output", required=True, type=OUTPUT_FILE, help="OUT.parquet")
 @click.option("--band", default=None, help="Only this band.")
+@columns_option
 @click.option("--layers", type=click.Choice(["last", "weighted"]), default=None,
               help="Readout: last layer, or the weighted mix of every layer [default: the model's].")
 @click.option("--batch-size", default=256, show_default=True, type=int, help="Windows per forward pass.")
 @click.option("--chunk-rows", default=2048, show_default=True, type=int, help="Light curves per part file.")
 @click.option("--threads", default=None, type=int, help="torch CPU threads.")
-def embed_cmd(model_dir, input_path, output, band, layers, batch_size, chunk_rows, threads) -> None:
-    """Write one embedding per (object, band): object_id, band, embedding (resumable)."""
+def embed_cmd(model_dir, input_path, output, band, columns, layers, batch_size, chunk_rows, threads) -> None:
+    """Write one embedding per (object, band): object_id, band, embedding (resumable).
+
+    Finished parts are kept in OUTPUT.parts/ so that an interrupted run (Ctrl-C, kill) resumes; a run
+    that fails with an error removes them, so that it never blocks the corrected run.
+    """
     if threads:
         torch.set_num_threads(threads)
     model = load_model(model_dir)
@@ -313,44 +342,51 @@ def embed_cmd(model_dir, input_path, output, band, layers, batch_size, chunk_row
     output = Path(output)
     parts = output.with_name(output.name + ".parts")
     setup = {"model": str(model.path), "input": str(input_path), "band": band, "layers": layers,
-             "chunk_rows": chunk_rows}
+             "chunk_rows": chunk_rows, **({"columns": columns} if columns else {})}
     manifest = parts / "manifest.json"
-    if manifest.exists() and json.loads(manifest.read_text()) != setup:
+    total = parquet_rows(input_path) if is_parquet(Path(input_path)) else None  # opens the input
+    if manifest.exists() and read_json_object(manifest, "manifest") != setup:
         raise StarcurveError(f"{parts} holds a run with other options; delete it or repeat them")
-    parts.mkdir(parents=True, exist_ok=True)
-    atomic_json(setup, manifest)
-    src = Path(input_path)
-    is_parquet = src.suffix == ".parquet" or (src.is_dir() and any(src.glob("*.parquet")))
-    if is_parquet:
-        total = sum(pq.ParquetFile(p).metadata.num_rows for p in _parquet_list(src))
-        tables = iter_tables(src, batch_rows=chunk_rows, band=band)
-    else:
-        whole = read(input_path, band=band)
-        total = whole.num_rows
-        tables = (whole.slice(s, chunk_rows) for s in range(0, max(whole.num_rows, 1), chunk_rows))
-    t0, done, skipped, n_parts = time.time(), 0, 0, 0
+    t0 = time.time()
+    try:
+        atomic_json(setup, manifest)
+        chunks = read_chunks(input_path, band=band, columns=columns, batch_rows=chunk_rows)
+        files, removed = _embed_parts(model, chunks, parts, total, layers, batch_size)
+        merged = pa.concat_tables([read_parquet(f) for f in files]) if files else None
+        if merged is None or merged.num_rows == 0:
+            why = _examples(removed.get("examples", {}))
+            raise StarcurveError(f"{input_path}: no light curve could be embedded ({why})")
+        write_parquet(merged, output)
+    except Exception:
+        shutil.rmtree(parts, ignore_errors=True)
+        raise
+    shutil.rmtree(parts)
+    click.echo(f"wrote {merged.num_rows} embeddings (dim {model.dim}) to {output}; "
+               f"{time.time() - t0:.1f} s")
+    if removed:
+        click.echo(f"skipped {removed['count']} light curve(s): {_examples(removed['examples'])}")
+
+
+def _embed_parts(model, chunks, parts: Path, total, layers: str, batch_size: int):
+    """Embed chunk after chunk into parts/part-NNNNN.parquet (+ .json); finished parts are kept.
+
+    Returns the part files and what was skipped: {"count": n, "examples": {"object_id/band": why}}.
+    """
+    files, count, examples = [], 0, {}
     with tqdm(total=total, desc="embed", unit="LC", dynamic_ncols=True) as bar:
-        for i, chunk in enumerate(tables):
+        for i, chunk in enumerate(chunks):
             part, info = parts / f"part-{i:05d}.parquet", parts / f"part-{i:05d}.json"
-            n_parts = i + 1
             if not (part.exists() and info.exists()):  # done before an interruption: skip
                 table, report = clean(chunk)
                 vec = model.embed_table(table, layers=layers, batch_size=batch_size)
-                write_parquet(embedding_table(table, vec), part)
-                atomic_json({"rows": table.num_rows, "skipped": len(report.removed),
-                             "examples": list(report.removed)[:5]}, info)
-            meta = json.loads(info.read_text())
-            done, skipped = done + meta["rows"], skipped + meta["skipped"]
+                ok = report.skip_nonfinite(table, vec, NONFINITE)
+                write_parquet(embedding_table(table.filter(pa.array(ok)), vec[ok]), part)
+                atomic_json({"rows": int(ok.sum()), "skipped": len(report.removed),
+                             "examples": dict(list(report.removed.items())[:5])}, info)
+            files.append(part)
+            meta = read_json_object(info, "part summary")
+            count += meta["skipped"]
+            more = meta["examples"] if isinstance(meta["examples"], dict) else {}
+            examples.update(list(more.items())[: max(0, 5 - len(examples))])
             bar.update(chunk.num_rows)
-    files = [parts / f"part-{i:05d}.parquet" for i in range(n_parts)]
-    merged = pa.concat_tables([pq.read_table(f) for f in files]) if files else None
-    if merged is None or merged.num_rows == 0:
-        raise StarcurveError(f"{input_path}: no light curve with usable points to embed")
-    write_parquet(merged, output)
-    shutil.rmtree(parts)
-    click.echo(f"wrote {merged.num_rows} embeddings (dim {model.dim}) to {output}; "
-               f"skipped {skipped} light curve(s) without usable points; {time.time() - t0:.1f} s")
-
-
-def _parquet_list(src: Path) -> list[Path]:
-    return sorted(src.glob("*.parquet")) if src.is_dir() else [src]
+    return files, ({"count": count, "examples": examples} if count else {})

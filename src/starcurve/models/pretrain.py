@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 
+from starcurve.cli import OUTPUT_DIR
 from starcurve.data import schema as S
 from starcurve.data.clean import clean
 from starcurve.data.io import parquet_files, read
@@ -248,8 +249,8 @@ class Validation:
         return {k: math.sqrt(v / n) for k, v in sums.items()}
 
     def __call__(self, model: Encoder) -> float:
-        """eval_fn of the loop: logs a row of val.csv; higher is better, so minus hidden RMSE
-        (multi-view models: minus the validation loss)."""
+        """eval_fn of the loop: logs a row of val.csv; returns the hidden RMSE (multi-view models:
+        the validation loss); lower is better."""
         m = self.metrics(model)
         self.step += 1
         if self.log_path is not None:
@@ -259,7 +260,7 @@ class Validation:
                 if new:
                     w.writeheader()
                 w.writerow({"eval": self.step, **{k: round(v, 6) for k, v in m.items()}})
-        return -m["rmse_hidden"] if "rmse_hidden" in m else -m["loss"]
+        return m["rmse_hidden"] if "rmse_hidden" in m else m["loss"]
 
 
 def run(
@@ -318,7 +319,9 @@ def run(
     if val is not None:
         val.log_path = out / "val.csv"
         val.step = _count_rows(val.log_path) if resume else 0
-    summary = train(model, batches, loss_fn, out, tcfg, resume=resume, eval_fn=val, desc=desc)
+    summary = train(model, batches, loss_fn, out, tcfg, resume=resume, eval_fn=val,
+                    eval_name="val_loss" if cfg.multiview else "val_rmse_hidden",
+                    lower_is_better=True, desc=desc)
     if rank == 0:
         hub.save_model(model, out, meta)
     return summary
@@ -343,7 +346,7 @@ def _train_options(f):
     opts = [
         click.option("--data", "data", multiple=True, required=True,
                      help="Parquet file(s) or folder(s) of shards; more paths may follow."),
-        click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+        click.option("--out", "out", required=True, type=OUTPUT_DIR,
                      help="Run folder (becomes the model folder)."),
         click.option("--steps", default=None, type=int,
                      help="Optimizer steps in all (pretrain 20000, finetune 2000 by default)."),

@@ -32,13 +32,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from starcurve.cli import OUTPUT_DIR, OUTPUT_FILE, columns_option
 from starcurve.data import schema as S
 from starcurve.data.augment import AugmentConfig, balance, batch_augment, crop
 from starcurve.data.clean import clean
 from starcurve.data.deltas import cnn_input
-from starcurve.data.io import iter_tables, parquet_files, read, write_parquet
+from starcurve.data.io import read, read_chunks, write_parquet
 from starcurve.errors import StarcurveError, read_json_object
 from starcurve.models.cnn import CNNClassifier, CNNConfig
+from starcurve.models.per_object import per_object
 from starcurve.models.rnn import RNNClassifier, RNNConfig
 from starcurve.train.loop import TrainConfig, atomic_json, atomic_safetensors, train
 
@@ -248,7 +250,7 @@ def fit(
 
     @torch.no_grad()
     def eval_fn(net) -> float:
-        """Minus the (class-weighted) validation cross-entropy: higher is better."""
+        """The (class-weighted) validation cross-entropy."""
         net.eval()
         total, norm = 0.0, 0.0
         for b in val_batches:
@@ -257,7 +259,7 @@ def fit(
             total += float((F.cross_entropy(logits, b["y"], reduction="none") * w).sum())
             norm += float(w.sum())
         net.train()
-        return -total / max(norm, 1e-12)
+        return total / max(norm, 1e-12)
 
     tcfg = TrainConfig(
         steps=steps, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup=min(100, max(steps // 10, 1)),
@@ -266,11 +268,12 @@ def fit(
     )
     summary = train(
         model, batches, loss_fn, out_dir, tcfg, resume=resume,
-        eval_fn=eval_fn if len(va) else None, desc=desc or f"train {kind}",
+        eval_fn=eval_fn if len(va) else None, eval_name="val_loss", lower_is_better=True,
+        desc=desc or f"train {kind}",
     )
     model.eval()
     info = {
-        "train": {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()},
+        "train": summary,
         "data": {
             "classes": {str(c): int(n) for c, n in zip(classes, np.bincount(y, minlength=len(classes)))},
             "train_objects": len(tr),
@@ -297,9 +300,16 @@ def predict_proba(model, table: pa.Table, batch_size: int = 256) -> tuple[np.nda
     for b in length_batches(lens[ok], batch_size):
         idx = ok[b]
         inp = model.inputs(table.take(pa.array(idx)))
-        proba[idx] = torch.softmax(model(inp["x"], inp["lengths"]), -1).numpy()
-    reasons = [None if n >= min_obs else f"too few observations ({n} < {min_obs}); not classified" for n in lens]
+        fin = torch.isfinite(inp["x"]).flatten(1).all(1)  # nothing non-finite reaches the model
+        if fin.any():
+            proba[idx[fin.numpy()]] = torch.softmax(model(inp["x"][fin], inp["lengths"][fin]), -1).numpy()
+    done = np.isfinite(proba).all(1)
+    reasons = [None if d else NONFINITE if n >= min_obs else
+               f"too few observations ({n} < {min_obs}); not classified" for n, d in zip(lens, done)]
     return proba, reasons
+
+
+NONFINITE = "the model input or output is not finite (NaN or infinite); not classified"
 
 
 def fs1_fit_predict(
@@ -393,7 +403,7 @@ def _parse_options(kind: str, items: tuple[str, ...]) -> dict:
 @click.option("--data", multiple=True, required=True, type=click.Path(),
               help="Labeled light curves (Parquet file/folder); several: --data A B or --data A --data B.")
 @click.option("--band", default=None, help="Band(s) to use, comma-separated (e.g. V or V,R); default all.")
-@click.option("--out", "out_dir", required=True, type=click.Path(), help="Model folder to write.")
+@click.option("--out", "out_dir", required=True, type=OUTPUT_DIR, help="Model folder to write.")
 @click.option("--steps", type=int, default=None, help="Training steps at most (default 3000).")
 @click.option("--epochs", type=float, default=None, help="Instead of --steps: passes over the training set.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
@@ -449,22 +459,10 @@ def train_cmd(kind, more_data, data, band, out_dir, steps, epochs, batch_size, l
         f"({d['train_rows_after_augmentation']} rows with augmentation), validated on {d['validation_objects']}; "
         f"{d['skipped_short_or_unlabeled']} unlabeled or < {model.cfg.min_obs} obs skipped"
     )
-    best = info["train"]["best"]
-    score = f"best validation loss {-best:.4f}" if best is not None else "no validation score yet"
+    best = info["train"].get("best_val_loss")
+    score = f"best val_loss {best:.4f}" if best is not None else "no validation score yet"
     click.echo(f"steps {info['train']['steps']}, {score}")
     click.echo(f"model written to {out_dir}")
-
-
-def _input_tables(path, band: str | None, batch_rows: int = 4096):
-    """Stream Parquet input in chunks (flat memory); other inputs are read at once."""
-    try:
-        files = parquet_files(path)
-        if all(f.suffix == ".parquet" for f in files):
-            yield from iter_tables(files, batch_rows=batch_rows, band=band)
-            return
-    except StarcurveError:
-        pass
-    yield read(path, band=band)
 
 
 def prediction_table(model, table: pa.Table) -> pa.Table:
@@ -478,39 +476,75 @@ def prediction_table(model, table: pa.Table) -> pa.Table:
     reasons[rows] = np.array(reasons_c, dtype=object)
     n_obs = np.zeros(n, np.int32)
     n_obs[rows] = S.lengths(clean_t)
+    labels = table.column(S.LABEL) if S.LABEL in table.column_names else None
+    return _predictions(table.column(S.ID), table.column(S.BAND), labels, n_obs, proba, reasons,
+                        model.cfg.classes)
+
+
+def predictions_per_object(rows: pa.Table, classes: list[str]) -> pa.Table:
+    """One row per object from per-band rows (``starcurve.models.per_object``: probabilities averaged
+    over the bands that were classified, weighted by their numbers of points); ``band`` lists those
+    bands, ``n_obs`` counts their points; an object with none classified keeps every band's reason."""
+    proba = np.stack([rows.column(f"prob_{c}").to_numpy(zero_copy_only=False) for c in classes], 1)
+    obj = per_object(rows.column(S.ID).to_numpy(zero_copy_only=False),
+                     rows.column(S.BAND).to_numpy(zero_copy_only=False),
+                     rows.column("n_obs").to_numpy(), proba)
+    done = np.isfinite(obj.values).all(1)
+    reasons = np.full(len(done), None, dtype=object)
+    for i, (band, why) in enumerate(zip(rows.column(S.BAND).to_pylist(), rows.column("skip_reason").to_pylist())):
+        o = obj.rows[i]
+        if not done[o] and why:
+            reasons[o] = f"{reasons[o]}; {band}: {why}" if reasons[o] else f"{band}: {why}"
+    first = pa.array(obj.first)
+    labels = rows.column(S.LABEL).take(first) if S.LABEL in rows.column_names else None
+    return _predictions(rows.column(S.ID).take(first), obj.bands, labels, obj.n_obs, obj.values,
+                        reasons, classes)
+
+
+def _predictions(ids, bands, labels, n_obs, proba, reasons, classes) -> pa.Table:
     done = np.isfinite(proba).all(1)
-    classes = np.array(model.cfg.classes, dtype=object)
-    cols = {S.ID: table.column(S.ID), S.BAND: table.column(S.BAND)}
-    if S.LABEL in table.column_names:
-        cols[S.LABEL] = table.column(S.LABEL)
-    cols["n_obs"] = pa.array(n_obs)
+    classes = np.array(classes, dtype=object)
+    cols = {S.ID: pa.array(ids, pa.string()), S.BAND: pa.array(bands, pa.string())}
+    if labels is not None:
+        cols[S.LABEL] = labels
+    cols["n_obs"] = pa.array(np.asarray(n_obs, np.int32))
     best = classes[np.nan_to_num(proba, nan=-1.0).argmax(1)] if len(classes) else classes
     cols["class"] = pa.array(np.where(done, best, None).tolist(), pa.string())
-    flat = pa.array(proba.ravel(), pa.float32())
+    flat = pa.array(np.asarray(proba, np.float32).ravel(), pa.float32())
     lists = pa.FixedSizeListArray.from_arrays(flat, len(classes)).cast(pa.list_(pa.float32()))
     cols["probabilities"] = pc.if_else(pa.array(done), lists, pa.scalar(None, pa.list_(pa.float32())))
     for j, c in enumerate(classes):
-        cols[f"prob_{c}"] = pa.array(proba[:, j], pa.float32(), mask=~done)
-    cols["skip_reason"] = pa.array(reasons.tolist(), pa.string())
+        cols[f"prob_{c}"] = pa.array(np.asarray(proba[:, j], np.float32), pa.float32(), mask=~done)
+    cols["skip_reason"] = pa.array(list(reasons), pa.string())
     return pa.table(cols)
 
 
 @click.command("predict")
 @click.option("--model", "model_dir", required=True, type=click.Path(), help="Model folder from 'train'.")
 @click.option("--input", "input_path", required=True, type=click.Path(), help="Light curves to classify.")
-@click.option("--output", required=True, type=click.Path(), help="Output Parquet file.")
+@click.option("--output", required=True, type=OUTPUT_FILE, help="Output Parquet file.")
 @click.option("--band", default=None, help="Only rows of this band.")
-def predict_cmd(model_dir, input_path, output, band) -> None:
-    """Per object: class and probabilities (or the reason it was not classified)."""
+@columns_option
+@click.option("--per-band", is_flag=True, help="One row per (object, band) instead of one per object.")
+def predict_cmd(model_dir, input_path, output, band, columns, per_band) -> None:
+    """Per object: class and probabilities (or the reason it was not classified).
+
+    An object observed in several bands gets one answer: its bands' probabilities averaged, weighted
+    by their numbers of points (``--per-band``: one row per band).
+    """
     model = load(model_dir)
-    parts = []
+    parts, chunks = [], read_chunks(input_path, band=band, columns=columns)
     with tqdm(desc="predict", unit="LC", dynamic_ncols=True) as bar:
-        for table in _input_tables(input_path, band):
+        for table in chunks:
             parts.append(prediction_table(model, table))
             bar.update(table.num_rows)
     if not parts:
         raise StarcurveError(f"{input_path}: no light curves" + (f" in band {band}" if band else ""))
     out = pa.concat_tables(parts)
+    if not per_band:
+        out = predictions_per_object(out, model.cfg.classes)
     write_parquet(out, output)
     skipped = int(out.column("class").null_count)
-    click.echo(f"{out.num_rows - skipped} classified, {skipped} skipped (see skip_reason); wrote {output}")
+    what = "light curves (object, band)" if per_band else "objects"
+    click.echo(f"{out.num_rows - skipped} classified, {skipped} skipped ({what}; see skip_reason); "
+               f"wrote {output}")

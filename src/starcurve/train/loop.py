@@ -10,6 +10,7 @@ already consumed, so an interrupted run continues exactly as if it had not stopp
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import math
@@ -22,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
 from starcurve.errors import StarcurveError
+from starcurve.files import atomic_write
 
 
 @dataclass
@@ -55,15 +57,12 @@ def ddp_setup() -> tuple[int, int]:
 
 
 def atomic_json(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
 
 
 def atomic_safetensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
@@ -128,14 +127,21 @@ def train(
     *,
     resume: bool = False,
     eval_fn: Callable[[torch.nn.Module], float] | None = None,
+    eval_name: str = "val_score",
+    lower_is_better: bool = False,
     desc: str = "train",
 ) -> dict:
     """Train ``model`` for ``cfg.steps`` steps on ``batches()`` (re-created when exhausted).
 
     ``loss_fn(model, batch)`` returns the loss and a dict of numbers to log. ``eval_fn(model)``
-    (higher is better) drives early stopping; the best weights are restored at the end.
-    Returns a summary dict (steps done, last loss, best score, seconds).
+    returns a validation figure named ``eval_name`` (``lower_is_better`` for a loss or an error)
+    that drives early stopping; the best weights are restored at the end. The figure keeps its own
+    sign and name everywhere: on the bar (``val_loss=``, ``best_val_loss=``) and in the summary.
+    Returns a summary dict: steps done, last loss, ``best_<eval_name>`` (with ``eval_fn``), seconds,
+    early_stopped; a number that is not finite is None, so the summary prints as valid JSON.
+    A resumed run first drops the rows of ``log.csv`` logged after its checkpoint (it logs them again).
     """
+    sign = -1.0 if lower_is_better else 1.0  # inside (and in checkpoints) higher is better
     out_dir = Path(out_dir)
     rank, world = ddp_setup()
     device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
@@ -146,7 +152,9 @@ def train(
     step, best, best_state, bad_evals = 0, -math.inf, None, 0
     if resume and ckpt.exists():
         state = ckpt.load(model, opt)
-        step, best, bad_evals = state["step"], state.get("best", -math.inf), state.get("bad_evals", 0)
+        step, bad_evals = state["step"], state.get("bad_evals", 0)
+        best = -math.inf if state.get("best") is None else state["best"]
+        _drop_rows_after(out_dir / "log.csv", step)
         if (ckpt.dir / "best.safetensors").exists():
             best_state = load_file(ckpt.dir / "best.safetensors")
     elif resume:
@@ -202,7 +210,8 @@ def train(
                 writer.writerow(row)
                 log_file.flush()
             if eval_fn is not None and cfg.eval_every and step % cfg.eval_every == 0 and rank == 0:
-                score = float(eval_fn(model))
+                figure = float(eval_fn(model))
+                score = sign * figure
                 if score > best:
                     best, bad_evals = score, 0
                     best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
@@ -210,10 +219,12 @@ def train(
                     atomic_safetensors(best_state, ckpt.dir / "best.safetensors")
                 else:
                     bad_evals += 1
-                bar.set_postfix(loss=f"{loss_val:.4f}", val=f"{score:.4f}", best=f"{best:.4f}")
+                bar.set_postfix({"loss": f"{loss_val:.4f}", eval_name: f"{figure:.4f}",
+                                 f"best_{eval_name}": f"{sign * best:.4f}"})
                 stopped = bool(cfg.patience and bad_evals >= cfg.patience)
             if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps or stopped):
-                ckpt.save(model, opt, step, {"best": best, "bad_evals": bad_evals, "config": _jsonable(cfg)})
+                ckpt.save(model, opt, step, {"best": _finite(best), "bad_evals": bad_evals,
+                                             "config": _jsonable(cfg)})
             if stopped:
                 break
     finally:
@@ -222,7 +233,28 @@ def train(
             log_file.close()
     if best_state is not None:
         model.load_state_dict(best_state)
-    return {"steps": step, "loss": loss_val, "best": best, "seconds": time.time() - t0, "early_stopped": stopped}
+    summary = {"steps": step, "loss": _finite(loss_val)}
+    if eval_fn is not None:
+        summary[f"best_{eval_name}"] = None if _finite(best) is None else sign * best
+    return {**summary, "seconds": time.time() - t0, "early_stopped": stopped}
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _drop_rows_after(log_path: Path, step: int) -> None:
+    """Keep the header and the complete rows up to ``step`` (a resumed run logs the rest again)."""
+    if not log_path.exists():
+        return
+    with open(log_path, newline="") as f:
+        rows = list(csv.reader(f))
+    whole = [r for r in rows[1:] if len(r) == len(rows[0]) and r[0].isdigit()]
+    keep = rows[:1] + [r for r in whole if int(r[0]) <= step]
+    if len(keep) < len(rows):
+        text = io.StringIO()
+        csv.writer(text).writerows(keep)
+        atomic_write(log_path, lambda f: f.write(text.getvalue().encode()))
 
 
 def _jsonable(cfg: TrainConfig) -> dict:
