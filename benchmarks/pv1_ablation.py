@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--shared", default="../shared/data")
     ap.add_argument("--datasets", default="eros_lmc,asas_acvs")
     ap.add_argument("--out", default="benchmarks/results/pv1_ablation.json")
+    ap.add_argument("--no-run", action="store_true", help="Only tabulate existing result folders.")
     args = ap.parse_args()
     rows = json.loads(Path(args.rows).read_text())
     table = []
@@ -37,6 +38,8 @@ def main() -> None:
         for ds in args.datasets.split(","):
             folder = Path(row.get("fs1", {}).get(ds) or Path(args.runs) / f"{row['name']}_{ds}")
             if not (folder / "results.json").exists():
+                if args.no_run:
+                    continue
                 fewshot.run(Path(args.shared) / f"{ds}.parquet", DATASETS[ds], "embed", folder,
                             model=row["model"], layers=row.get("layers"), progress=True,
                             command=f"(benchmarks/pv1_ablation.py row {row['name']})")
@@ -54,8 +57,8 @@ def main() -> None:
     for r in table:
         cells = []
         for ds in args.datasets.split(","):
-            s = r["scores"][ds]
-            cells += [f"{s[n][0]:.3f} ± {s[n][1]:.3f}" for n in ("20", "100", "500")]
+            s = r["scores"].get(ds)
+            cells += [f"{s[n][0]:.3f} ± {s[n][1]:.3f}" if s else "not run" for n in ("20", "100", "500")]
         cpu = r.get("pretrain_cpu_s")
         lines.append(
             f"| {r['name']} | {r['views']} | {r['objectives']} | {r.get('layers') or 'model default'}"

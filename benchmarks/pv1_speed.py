@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -52,7 +51,7 @@ def main() -> None:
     n = table.num_rows
     model, ref = load_model(args.model), load_model(args.reference)
     res = {
-        "machine": machine(), "cpu": platform.processor(), "threads": 1, "light_curves": n,
+        "machine": machine(), "threads": 1, "light_curves": n,
         "data": args.data, "band": args.band, "model": args.model, "reference": args.reference,
         "load_average_before": os.getloadavg()[0],
         "s_per_lc_periodogram": timed(lambda: periods(table), args.repeats) / n,
