@@ -99,9 +99,13 @@ def test_pretrain_command(lc_file, tmp_path):
     assert len(val) == 3 and val[0].startswith("eval,rmse_probed,rmse_hidden")
     res = r.invoke(pretrain_cmd, args)  # same folder without --resume: refused
     assert isinstance(res.exception, StarcurveError)
+    with open(out / "val.csv", "a") as f:  # as if killed after an evaluation, before its checkpoint
+        f.write(val[-1].replace("2,", "3,", 1) + "\n")
     res = r.invoke(pretrain_cmd, [*args[:7], "6", *args[8:], "--resume"])
     assert res.exit_code == 0, res.output
     assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 6
+    evals = [row.split(",")[0] for row in (out / "val.csv").read_text().splitlines()[1:]]
+    assert evals == ["1", "2", "3"]  # steps 2, 4, 6: the row logged after the checkpoint is not kept twice
     ids.write_text("\n".join(f"s{i}" for i in range(24)))  # everything excluded: a clear error
     res = r.invoke(pretrain_cmd, [*args[:5], str(tmp_path / "run2"), *args[6:]])
     assert isinstance(res.exception, StarcurveError), res.output

@@ -245,7 +245,7 @@ def cached_periods(table: pa.Table, cache_dir: str | Path | None = None, **kw) -
     cache_dir = cache_dir or os.environ.get("STARCURVE_CACHE")
     if not cache_dir:
         return periods(table, **kw)
-    h = hashlib.sha1(repr(sorted(kw.items())).encode())
+    h = hashlib.sha1(repr(sorted((k, v) for k, v in kw.items() if k != "progress")).encode())
     for col in (S.TIME, S.MAG):
         v, off = S.flat(table, col)
         h.update(np.ascontiguousarray(v).tobytes())

@@ -25,10 +25,12 @@ Named configurations (``get_config``):
   (``fold2``), with a harmonic encoding of the phase, and the periodogram (``pgram``: one token per
   log-frequency bin, a learned position per bin). Every token also gets the view's embedding, the
   band's embedding and a projection of (log10 period, peak power). Pretrained by masked
-  reconstruction on the raw and folded sequences plus a cross-view contrastive loss (the views of
-  one light curve against those of the others in the batch, InfoNCE), which also learns the
-  layer weights of the readout. The period comes from all points of the light curve (a two-number
-  summary), so it is the one input that hidden magnitudes contribute to.
+  reconstruction on the raw and folded sequences; the readout adds the model's own prediction of
+  each folded curve at 32 phases (``template``). A cross-view contrastive loss (InfoNCE across the
+  views of one light curve, ``contrast > 0``, which also learns readout layer weights) exists but
+  lowered FS-1 scores in the ablation (docs/benchmarks.md), so ``pv1`` does not use it. The period
+  comes from all points of the light curve (a two-number summary), so it is the one input that
+  hidden magnitudes contribute to.
 
 Any configuration can also be a JSON file with the fields of ``EncoderConfig``.
 """
@@ -135,7 +137,7 @@ CONFIGS = {
         name="pv1", d_model=96, n_layers=3, n_heads=4, d_ff=192, activation="gelu", dropout=0.0,
         norm="pre", residual="add", time_encoding="logspaced", mask_token="vector", use_err=True,
         scale=True, loss_clip=25.0, views=["raw", "fold1", "fold2", "pgram"], bands=list(BANDS),
-        contrast=1.0,
+        template=32,
     ),
 }
 

@@ -38,7 +38,7 @@ from starcurve.data.loader import WindowStream, window_tensors
 from starcurve.errors import StarcurveError
 from starcurve.models import hub
 from starcurve.models.encoder import Encoder, build, get_config
-from starcurve.train.loop import TrainConfig, ddp_setup, train
+from starcurve.train.loop import TrainConfig, ddp_setup, drop_rows_after, train
 
 log = logging.getLogger("starcurve")
 PROBE, KEEP, RANDOM = 0.5, 0.2, 0.2
@@ -317,8 +317,11 @@ def run(
     if not cfg.multiview:
         batches = stream_batches
     if val is not None:
-        val.log_path = out / "val.csv"
-        val.step = _count_rows(val.log_path) if resume else 0
+        val.log_path, val.step = out / "val.csv", 0
+        state = out / "checkpoint" / "state.json"
+        if resume and tcfg.eval_every and state.exists():  # evaluations after the checkpoint run again
+            val.step = json.loads(state.read_text())["step"] // tcfg.eval_every
+            drop_rows_after(val.log_path, val.step)
     summary = train(model, batches, loss_fn, out, tcfg, resume=resume, eval_fn=val,
                     eval_name="val_loss" if cfg.multiview else "val_rmse_hidden",
                     lower_is_better=True, desc=desc)
@@ -336,10 +339,6 @@ def _read_all(paths: list, band: str | None, exclude: set[str] | None) -> pa.Tab
     if table.num_rows == 0:
         raise StarcurveError("the training data hold no light curve with >= 10 points")
     return table
-
-
-def _count_rows(path: Path) -> int:
-    return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
 
 
 def _train_options(f):

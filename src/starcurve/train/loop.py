@@ -154,7 +154,7 @@ def train(
         state = ckpt.load(model, opt)
         step, bad_evals = state["step"], state.get("bad_evals", 0)
         best = -math.inf if state.get("best") is None else state["best"]
-        _drop_rows_after(out_dir / "log.csv", step)
+        drop_rows_after(out_dir / "log.csv", step)
         if (ckpt.dir / "best.safetensors").exists():
             best_state = load_file(ckpt.dir / "best.safetensors")
     elif resume:
@@ -243,8 +243,9 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _drop_rows_after(log_path: Path, step: int) -> None:
-    """Keep the header and the complete rows up to ``step`` (a resumed run logs the rest again)."""
+def drop_rows_after(log_path: Path, step: int) -> None:
+    """Keep the header and the complete rows whose first column is at most ``step`` (a resumed run
+    logs the rest again)."""
     if not log_path.exists():
         return
     with open(log_path, newline="") as f:
