@@ -125,7 +125,7 @@ def test_pv1_hidden_magnitudes_do_not_leak_in_any_sequence_view():
 
 def test_pv1_pretraining_learns_and_layer_weights_are_learned():
     table = periodic_table(n=120, periods_=[0.3 + 0.37 * i for i in range(24)])
-    cfg = tiny_pv1()
+    cfg = tiny_pv1(contrast=1.0)  # the cross-view objective (pv1 itself uses masked reconstruction)
     p = periods(table, backend="numpy")
     torch.manual_seed(0)
     model = build(cfg)
@@ -149,9 +149,9 @@ def test_pv1_embeddings_per_row_and_per_object(tmp_path):
     b = periodic_table(n=60, band="B", seed=3, ids=[f"o{i}" for i in range(5)])
     both = pa.concat_tables([r, b])
     x = model.embed_table(r)
-    assert x.shape == (5, 16 * 4) and np.isfinite(x).all()
+    assert x.shape == (5, model.dim) and np.isfinite(x).all()
     ids, xo = model.embed_objects(both)
-    assert list(ids) == [f"o{i}" for i in range(5)] and xo.shape == (5, 64)
+    assert list(ids) == [f"o{i}" for i in range(5)] and xo.shape == (5, model.dim)
     assert not np.allclose(xo, x)  # B adds information (and its band embedding)
     _, xr = model.embed_objects(r)
     np.testing.assert_allclose(xr, x, atol=1e-6)  # one band: the same as per row
@@ -193,7 +193,7 @@ def test_fs1_band_all_gives_one_vector_per_object_from_every_band(tmp_path):
 
 def test_template_readout_adds_the_predicted_folded_curve_and_keeps_the_rest():
     table = periodic_table(n=90)
-    plain = hub.Model(build(tiny_pv1()))
+    plain = hub.Model(build(tiny_pv1(template=0)))
     with_t = hub.Model(build(tiny_pv1(template=8)))  # same seed: the same weights
     x, xt = plain.embed_table(table), with_t.embed_table(table)
     assert xt.shape == (5, 16 * 4 + 2 * 8) == (5, with_t.dim)
@@ -201,6 +201,19 @@ def test_template_readout_adds_the_predicted_folded_curve_and_keeps_the_rest():
     np.testing.assert_allclose(xt[:, :d], x[:, :d], atol=1e-6)
     np.testing.assert_allclose(xt[:, d : 2 * d], x[:, d : 2 * d], atol=1e-6)
     assert np.isfinite(xt).all() and xt[:, 2 * d : 2 * d + 8].std() > 0
+
+
+def test_period_readout_adds_the_spreads_the_period_and_its_power():
+    table = periodic_table(n=90)  # amplitude 0.4: a spread of 0.4 / sqrt(2) magnitudes
+    plain = hub.Model(build(tiny_pv1(template=0, readout_period=False)))
+    with_p = hub.Model(build(tiny_pv1(template=0, readout_period=True)))
+    x, xp = plain.embed_table(table), with_p.embed_table(table)
+    d = 16  # raw + spread | fold1 + spread | fold2 + spread | pgram + (log10 P, power)
+    assert xp.shape == (5, 4 * d + 3 + 2) == (5, with_p.dim)
+    np.testing.assert_allclose(xp[:, :d], x[:, :d], atol=1e-6)
+    np.testing.assert_allclose(xp[:, [d, 2 * d + 1, 3 * d + 2]], np.log10(0.4 / np.sqrt(2)), atol=0.1)
+    np.testing.assert_allclose(xp[:, -2], np.log10(TRUE_PERIODS), atol=0.01)
+    assert (xp[:, -1] > 0.5).all()
 
 
 def test_hybrid_methods_join_embeddings_and_features(monkeypatch, tmp_path):

@@ -78,6 +78,7 @@ class EncoderConfig:
     contrast: float = 0.0  # weight of the cross-view contrastive loss (> 0: learned layer weights)
     temperature: float = 0.1
     template: int = 0  # readout: + the predicted folded curve at this many phases per fold view
+    readout_period: bool = False  # readout: + log10 spread per raw/fold window, (log10 P, power) for pgram
 
     def __post_init__(self) -> None:
         checks = {
@@ -382,23 +383,32 @@ class Encoder(nn.Module):
         ``template=K`` (folded views): also the model's prediction of the folded light curve at K
         evenly spaced phases, in units of the window's spread: K hidden query tokens that attend
         to the observations (nothing attends to them, so the pooled part is unchanged).
+        ``config.readout_period``: also the window's spread (log10, magnitudes) for raw and folded
+        views, and (log10 period, peak power) for the periodogram view.
         """
         if not template:
-            return self.pool(self.encode(time, mag, mask, err, view=view, ctx=ctx, band=band),
-                             mask, layers)
-        b, n = mag.shape
-        q = torch.arange(template, dtype=time.dtype, device=time.device) / template
-        cat = lambda x, fill: torch.cat([x, fill.expand(b, template)], 1)
-        zero = mag.new_zeros(())
-        mask_q = cat(mask.bool(), torch.ones((), dtype=torch.bool, device=mask.device))
-        hidden = cat(torch.zeros_like(mask, dtype=torch.bool), torch.ones((), dtype=torch.bool,
-                                                                          device=mask.device))
-        mag_q = cat(mag, zero)
-        pred, scale, states = self(cat(time, q), mag_q, mask_q, cat(err, zero), hidden, view=view,
-                                   ctx=ctx, band=band, states=True)
-        shift, _ = self.normalise(mag_q, mask_q, hidden, view)
-        curve = (pred[:, n:] - shift[:, None]) / scale[:, None]
-        return torch.cat([self.pool([s[:, :n] for s in states], mask, layers), curve], 1)
+            vec = self.pool(self.encode(time, mag, mask, err, view=view, ctx=ctx, band=band), mask,
+                            layers)
+        else:
+            b, n = mag.shape
+            q = torch.arange(template, dtype=time.dtype, device=time.device) / template
+            cat = lambda x, fill: torch.cat([x, fill.expand(b, template)], 1)
+            zero = mag.new_zeros(())
+            one = torch.ones((), dtype=torch.bool, device=mask.device)
+            mask_q = cat(mask.bool(), one)
+            hidden = cat(torch.zeros_like(mask, dtype=torch.bool), one)
+            mag_q = cat(mag, zero)
+            pred, scale, states = self(cat(time, q), mag_q, mask_q, cat(err, zero), hidden,
+                                       view=view, ctx=ctx, band=band, states=True)
+            shift, _ = self.normalise(mag_q, mask_q, hidden, view)
+            curve = (pred[:, n:] - shift[:, None]) / scale[:, None]
+            vec = torch.cat([self.pool([s[:, :n] for s in states], mask, layers), curve], 1)
+        if not self.config.readout_period:
+            return vec
+        if view == "pgram":  # the period and its peak power, as the model reads them
+            return torch.cat([vec, ctx.to(vec.dtype)], 1)
+        _, scale = self.normalise(mag, mask.bool(), torch.zeros_like(mask, dtype=torch.bool), view)
+        return torch.cat([vec, torch.log10(scale).to(vec.dtype)[:, None]], 1)  # the amplitude
 
 
 def build(cfg: str | Path | EncoderConfig, seed: int | None = 0) -> Encoder:

@@ -145,7 +145,8 @@ class Model:
     @property
     def dim(self) -> int:
         """Embedding size: d_model per view (multi-view models concatenate their views), plus
-        the predicted folded curve of each fold view when the config asks for a template."""
+        the predicted folded curve of each fold view when the config asks for a template, plus the
+        period, peak power and spreads with ``readout_period``."""
         return sum(self._view_dim(v) for v in self.config.views)
 
     @property
@@ -154,7 +155,9 @@ class Model:
         return "weighted" if hasattr(self.encoder, "layer_logits") else "last"
 
     def _view_dim(self, view: str) -> int:
-        return self.config.d_model + (self.config.template if view.startswith("fold") else 0)
+        c = self.config
+        summary = (2 if view == "pgram" else 1) if c.readout_period else 0
+        return c.d_model + (c.template if view.startswith("fold") else 0) + summary
 
     def __repr__(self) -> str:
         c = self.config
@@ -175,7 +178,7 @@ class Model:
         order = np.argsort(count, kind="stable")  # similar lengths together: less padding
         order = order[finite[order]]
         template = self.config.template if view.startswith("fold") else 0
-        out = np.full((len(count), self.config.d_model + template), np.nan, np.float32)
+        out = np.full((len(count), self._view_dim(view)), np.nan, np.float32)
         dev = next(self.encoder.parameters()).device
         for s in tqdm(range(0, len(order), batch_size), disable=not progress, desc="embed",
                       unit="batch"):
