@@ -4,10 +4,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from conftest import run_cli as run
 
 from starcurve import StarcurveError, write_parquet
-from starcurve.cli import main
-from starcurve.data import schema as S
 from starcurve.data.io import from_arrays
 from starcurve.eval.report import pyplot
 from starcurve.lightcurve import LightCurve, contact_sheet, light_curve, light_curves
@@ -40,16 +39,6 @@ def tiny_model(tmp_path_factory):
                         norm="pre", residual="add", time_encoding="logspaced", mask_token="vector",
                         use_err=True, scale=True)
     return hub.save_model(build(cfg, seed=0), tmp_path_factory.mktemp("m") / "tiny")
-
-
-def run(args, capsys):
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ----------------------------------------------------------------------------- input kinds
@@ -131,7 +120,7 @@ def test_periodogram_finds_the_period_and_fold_keeps_points_with_their_values(ta
     f = lc.fold()
     assert abs(f.period - PERIOD) < 1e-3
     for b in lc.bands:
-        ph, m, e = f.arrays(b)
+        ph, m, _e = f.arrays(b)
         t, m0, _ = lc.arrays(b)
         assert len(ph) == len(t) and ph.min() >= 0 and ph.max() < 1 and np.all(np.diff(ph) >= 0)
         expected = np.mod((t - t[0]) / f.period, 1.0)  # up to the alignment shift

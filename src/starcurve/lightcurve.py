@@ -151,7 +151,7 @@ class LightCurve:
             self.fold(period, k).plot(ax, recon=recon)
         head = self._title()
         if recon is not None:
-            head += f"; masked prediction RMSE {recon.rmse:.3f} mag (window mean: {recon.baseline:.3f})"
+            head += f"; masked prediction RMSE {recon.rmse:.3f} mag (band mean: {recon.baseline:.3f})"
         fig.suptitle(head, fontsize=10)
         fig.tight_layout()
         return fig
@@ -372,7 +372,7 @@ def masked_predictions(model, table: pa.Table, batch_size: int = 64) -> list[np.
     pos = np.arange(w.mask.shape[1])
     enc = model.encoder
     dev = next(enc.parameters()).device
-    tensor = lambda a, idx: torch.from_numpy(np.ascontiguousarray(a[idx])).to(dev)  # noqa: E731
+    tensor = lambda a, idx: torch.from_numpy(np.ascontiguousarray(a[idx])).to(dev)
     with torch.inference_mode():
         for s in range(0, len(w), batch_size):
             idx = np.arange(s, min(s + batch_size, len(w)))

@@ -145,7 +145,7 @@ class Index:
         k = max(1, min(int(k), len(self)))
         if self.kind == "ivf":
             faiss().extract_index_ivf(self.index).nprobe = int(nprobe or self.meta["nprobe"])
-        D, I = self.index.search(np.ascontiguousarray(Z, np.float32), k)  # noqa: E741
+        D, I = self.index.search(np.ascontiguousarray(Z, np.float32), k)
         D = 1.0 - D if self.meta["metric"] == "cosine" else np.sqrt(np.maximum(D, 0.0))
         return np.where(I < 0, np.inf, D), I
 
@@ -171,7 +171,7 @@ class Index:
         if D.shape[1] < k:  # fewer objects than k: pad
             pad = k - D.shape[1]
             D = np.pad(D, ((0, 0), (0, pad)), constant_values=np.inf)
-            I = np.pad(I, ((0, 0), (0, pad)), constant_values=-1)  # noqa: E741
+            I = np.pad(I, ((0, 0), (0, pad)), constant_values=-1)
         return D, I
 
     def save(self, folder) -> Path:
@@ -274,7 +274,7 @@ def similar(idx: Index, query, k: int = 10, *, band: str | None = None,
             raise StarcurveError(f"no object {query!r}{on} in the index ({len(idx)} vectors) and no "
                                  f"file of that name")
         qids, Z = idx.ids.take(pa.array(rows)), idx.vectors(rows)
-    D, I = idx.neighbours(Z, qids.column(S.ID).to_pylist(), k, nprobe)  # noqa: E741
+    D, I = idx.neighbours(Z, qids.column(S.ID).to_pylist(), k, nprobe)
     q, r = np.nonzero(I >= 0)
     hits = idx.ids.take(pa.array(I[q, r]))
     cols = {"query_id": qids.column(S.ID).take(pa.array(q)),
