@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from starcurve.data import schema as S
 from starcurve.eval import fewshot as fs
 from starcurve.train.loop import atomic_json
 
@@ -35,7 +36,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 OUT = Path(__file__).resolve().parent / "results"
 CACHE = Path(os.environ.get("STARCURVE_CACHE") or "/tmp/starcurve-search-cache")
 INJECT_FRACTION, INJECT_SEED = 0.01, 16
-K, TOP = 10, 0.05
+K, TOP, MIN_POINTS = 10, 0.05, 100
 SHEET = Path(__file__).resolve().parents[1] / "docs" / "figures" / "anomalies_asas_top25.png"
 
 
@@ -103,6 +104,9 @@ def precision_at_10(X: np.ndarray, data: fs.FS1Data, metric: str) -> dict:
 
 def anomaly_shares(ranked: pd.DataFrame, injected: set[str]) -> dict:
     """For each ordering: the injected objects among the top 5% (share of the top, and of them)."""
+    ranked = ranked.copy()
+    for col in ("knn_rank", "iforest_rank"):  # ranks within these rows (a subset keeps its order)
+        ranked[col] = ranked[col].rank(method="first").astype(int)
     n = len(ranked)
     top_n = math.ceil(TOP * n)
     is_inj = ranked["object_id"].isin(injected).to_numpy()
@@ -150,7 +154,15 @@ def anomalies(data: fs.FS1Data, vec: dict, inj) -> dict:
     write_parquet(as_table(ids, labels, np.vstack([vec["embedding"], e_inj])), work / "emb.parquet")
     cli(["anomalies", "--input", str(work / "emb.parquet"), "--output", str(work / "ranked.parquet"),
          "--lightcurves", str(work / "lcs.parquet"), "--sheet", str(SHEET)])
-    res["embedding"] = anomaly_shares(read_parquet(work / "ranked.parquet").to_pandas(), set(inj_ids))
+    ranked = read_parquet(work / "ranked.parquet").to_pandas()
+    res["embedding"] = anomaly_shares(ranked, set(inj_ids))
+    # the oddest embeddings are mostly light curves of a handful of points: the same ranking with
+    # the light curves of fewer than MIN_POINTS points left out (a fixed cut, not tuned)
+    n_pts = dict(zip(lcs.column("object_id").to_pylist(), S.lengths(lcs).tolist()))
+    long = ranked["object_id"].map(n_pts).to_numpy() >= MIN_POINTS
+    res["short_in_top25"] = int((ranked["object_id"][:25].map(n_pts) < MIN_POINTS).sum())
+    res[f"embedding_min{MIN_POINTS}"] = anomaly_shares(ranked[long], set(inj_ids))
+    res[f"objects_min{MIN_POINTS}"] = int(long.sum())
     F = fill(np.vstack([vec["features"], f_inj]), vec["features"])
     idx = se.build(F, as_table(ids, labels, F).drop_columns(["embedding"]))
     scores = se.anomaly_scores(idx, K, seed=0)
@@ -160,6 +172,7 @@ def anomalies(data: fs.FS1Data, vec: dict, inj) -> dict:
         r[np.argsort(-v, kind="stable")] = np.arange(1, len(v) + 1)
         ranked[name.split("_")[0] + "_rank"] = r
     res["features"] = anomaly_shares(ranked, set(inj_ids))
+    res[f"features_min{MIN_POINTS}"] = anomaly_shares(ranked[long], set(inj_ids))
     return res
 
 
@@ -180,12 +193,12 @@ def table_md(res: dict) -> str:
     a = res["anomalies"]
     rows += ["", (f"Anomalies: {a['objects']} objects, {a['injected']} injected "
              f"({a['injected_classes']}); top {a['top_fraction']:.0%} = {a['embedding']['knn']['top']}"),
-             "", ("| vectors | ordering | injected in top 5% | share of the top | share of injected found "
-             "| constants found | quasars found |"), "|---|---|---|---|---|---|---|"]
-    for vec in ("embedding", "features"):
+             "", ("| vectors | ordering | top 5% | injected in top 5% | share of the top | share of injected found "
+             "| constants found | quasars found |"), "|---|---|---|---|---|---|---|---|"]
+    for vec in ("embedding", "features", f"embedding_min{MIN_POINTS}", f"features_min{MIN_POINTS}"):
         for by, r in a[vec].items():
             pc_ = r["per_injected_class"]
-            rows.append(f"| {vec} | {by} | {r['injected_in_top']} | {r['share_of_top']:.3f} | "
+            rows.append(f"| {vec} | {by} | {r['top']} | {r['injected_in_top']} | {r['share_of_top']:.3f} | "
                         f"{r['share_of_injected']:.3f} | {pc_['constant']:.3f} | {pc_['QSO']:.3f} |")
     return "\n".join(rows) + "\n"
 

@@ -435,7 +435,7 @@ def _days(p: float) -> str:
 
 
 def contact_sheet(curves: list[LightCurve], titles: list[str], path, *, cols: int = 5,
-                  dpi: int = 80) -> Path:
+                  dpi: int = 64) -> Path:
     """Small light-curve panels (magnitude against time, inverted) in a grid, written as a PNG."""
     from starcurve.eval.report import pyplot, save_figure
 
