@@ -14,7 +14,8 @@ Latency: one query per call, one thread (median and 95th percentile of 200 calls
 it occupies in memory: 4 bytes per number, plus the cell lists of IVF) and the process's peak resident
 memory so far (it includes the vectors themselves, the queries and the previous sizes).
 
-    OMP_NUM_THREADS=1 python benchmarks/search_speed.py   # -> benchmarks/results/search_speed.json
+    OMP_NUM_THREADS=1 python benchmarks/search_speed.py   # -> benchmarks/results/search_speed.json, .md
+    python benchmarks/search_speed.py --table             # the table of the last run
 """
 
 from __future__ import annotations
@@ -89,7 +90,34 @@ def measure(X: np.ndarray, kind: str) -> tuple[object, dict]:
     return idx, info
 
 
+def table_md(res: dict) -> str:
+    """One row per size: exact, then IVF at the default nprobe and its neighbours."""
+    from starcurve.search import NPROBE
+
+    rows = [("| vectors | index | build [s] | index [MB] | recall@10 | latency p50 / p95 [ms] | "
+            "queries/s (batch) |"), "|---|---|---|---|---|---|---|"]
+    for n, r in res["sizes"].items():
+        e = r["exact"]
+        rows.append(f"| {int(n):,} | exact (Flat) | {e['build_s']} | {e['index_mb']} | 1 | "
+                    f"{e['p50_ms']} / {e['p95_ms']} | {e['batch_queries_per_s']:,.0f} |")
+        i = r["ivf"]
+        for p, v in i["nprobe"].items():
+            if int(p) in (8, 16, NPROBE, 64):
+                mark = " (default)" if int(p) == NPROBE else ""
+                rows.append(f"| {int(n):,} | IVF {i['nlist']}, nprobe {p}{mark} | {i['build_s']} | "
+                            f"{i['index_mb']} | {v['recall_at_10']} | {v['p50_ms']} / {v['p95_ms']} | "
+                            f"{v['batch_queries_per_s']:,.0f} |")
+    return "\n".join(rows) + "\n"
+
+
 def main() -> None:
+    import sys
+
+    if "--table" in sys.argv:  # the table of the last run's JSON
+        import json
+
+        print(table_md(json.loads(OUT.read_text())))
+        return
     from sklearn.mixture import GaussianMixture
 
     E = sim_embeddings()
@@ -120,7 +148,9 @@ def main() -> None:
                            else "Gaussian-mixture samples", "exact": e_info, "ivf": i_info}
         print(n, res["sizes"][n], flush=True)
         atomic_json(res, OUT)
-    print(f"wrote {OUT}")
+    OUT.with_suffix(".md").write_text(table_md(res))
+    print(table_md(res))
+    print(f"wrote {OUT} and {OUT.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

@@ -124,7 +124,7 @@ class LightCurve:
             t, m, e = self.arrays(b)
             _points(ax, t - t0, m, e, b, len(self.bands) > 1)
             if recon is not None:
-                ax.plot(t - t0, recon.pred[i], "x", ms=3, color="crimson",
+                ax.plot(t - t0, recon.pred[i], "x", ms=3, color="black", alpha=0.6,
                         label="masked prediction" if i == 0 else None)
         ax.set_xlabel(f"time − {t0:.0f} [d]" if t0 else "time [d]")
         _mag_axis(ax, self.bands)
@@ -168,6 +168,8 @@ def light_curve(source, object_id: str | None = None, *, band: str | None = None
         table = table if band is None else table.filter(pc.equal(table.column(S.BAND), band))
     else:
         table = read(source, columns=columns, band=band, flux=flux, zero_point=zero_point)
+    if band is not None and table.num_rows == 0:
+        raise StarcurveError(f"no light curve in band {band!r} in {_name(source)}")
     curves = light_curves(table, None if object_id is None else [object_id], _name(source))
     return next(iter(curves.values()))
 
@@ -307,7 +309,7 @@ class FoldedLightCurve:
             _points(ax, reps, np.tile(m, cycles), np.tile(e, cycles), b, len(bands) > 1)
             if recon is not None:
                 p = recon.pred[i][self.index[i]]
-                ax.plot(reps, np.tile(p, cycles), "x", ms=3, color="crimson",
+                ax.plot(reps, np.tile(p, cycles), "x", ms=3, color="black", alpha=0.6,
                         label="masked prediction" if i == 0 else None)
         ax.set_xlim(0, cycles)
         ax.set_xlabel(f"phase (P = {_days(self.period)})")
