@@ -124,14 +124,10 @@ class LightCurve:
             t, m, e = self.arrays(b)
             _points(ax, t - t0, m, e, b, len(self.bands) > 1)
             if recon is not None:
-                ax.plot(t - t0, recon.pred[i], "x", ms=3, color="black", alpha=0.6,
-                        label="masked prediction" if i == 0 else None)
+                _predictions(ax, t - t0, recon.pred[i], i == 0)
         ax.set_xlabel(f"time − {t0:.0f} [d]" if t0 else "time [d]")
         _mag_axis(ax, self.bands)
-        if title:
-            ax.set_title(self._title(), fontsize=9)
-        _legend(ax)
-        return ax
+        return _finish(ax, self._title() if title else None)
 
     def _title(self) -> str:
         label = f" ({self.label})" if self.label else ""
@@ -279,9 +275,7 @@ class Periodogram:
         ax.set_xlim(1.0 / f[-1], min(1.0 / f[0], 1e4))
         ax.set_xlabel("period [d]")
         ax.set_ylabel("Lomb-Scargle power (/ variance)")
-        ax.set_title(f"periodogram: P = {_days(mark)}", fontsize=9)
-        _legend(ax)
-        return ax
+        return _finish(ax, f"periodogram: P = {_days(mark)}")
 
 
 @dataclass
@@ -308,15 +302,11 @@ class FoldedLightCurve:
             reps = np.concatenate([ph + k for k in range(cycles)])
             _points(ax, reps, np.tile(m, cycles), np.tile(e, cycles), b, len(bands) > 1)
             if recon is not None:
-                p = recon.pred[i][self.index[i]]
-                ax.plot(reps, np.tile(p, cycles), "x", ms=3, color="black", alpha=0.6,
-                        label="masked prediction" if i == 0 else None)
+                _predictions(ax, reps, np.tile(recon.pred[i][self.index[i]], cycles), i == 0)
         ax.set_xlim(0, cycles)
         ax.set_xlabel(f"phase (P = {_days(self.period)})")
         _mag_axis(ax, bands)
-        ax.set_title(f"folded at {_days(self.period)}", fontsize=9)
-        _legend(ax)
-        return ax
+        return _finish(ax, f"folded at {_days(self.period)}")
 
 
 @dataclass
@@ -420,9 +410,17 @@ def _mag_axis(ax, bands: list[str]) -> None:
         ax.invert_yaxis()  # brighter is up
 
 
-def _legend(ax) -> None:
+def _predictions(ax, x, pred, first: bool) -> None:
+    ax.plot(x, pred, "x", ms=3, color="black", alpha=0.6, label="masked prediction" if first else None)
+
+
+def _finish(ax, title: str | None):
+    """The panel's title and legend (when something is labelled); returns the axes."""
+    if title:
+        ax.set_title(title, fontsize=9)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="best", markerscale=2)
+    return ax
 
 
 def _time_offset(t: np.ndarray) -> float:
