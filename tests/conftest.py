@@ -4,9 +4,21 @@ import numpy as np
 import pytest
 import torch
 
+from starcurve.cli import main
 from starcurve.data.io import from_arrays
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def run_cli(args, capsys) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of the ``starcurve`` command line ``args``, run in this process."""
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import run_cli as run
 
 from starcurve import StarcurveError, clean, read, write_parquet
-from starcurve.cli import main
 from starcurve.data import schema as S
 from starcurve.data.io import from_arrays, iter_tables, read_parquet
 from starcurve.data.simulate import simulate
@@ -53,17 +53,6 @@ def models(tmp_path_factory, sim):
     rnn = sup.build("rnn", classes=["Mira", "RRab"], hidden=8, dense=8)
     sup.save(rnn, root / "rnn")
     return {"enc": enc, "rnn": root / "rnn"}
-
-
-def run(args, capsys) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of the command line ``args``, run in this process."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def two_bands(table: pa.Table) -> pa.Table:

@@ -29,6 +29,10 @@ COMMANDS = {
     "train": ("starcurve.models.supervised", "train_cmd", "Train an RNN or CNN classifier."),
     "predict": ("starcurve.models.supervised", "predict_cmd", "Per-object classes and probabilities."),
     "classify": ("starcurve.models.classify", "classify_cmd", "Classify with the shipped model."),
+    "plot": ("starcurve.lightcurve", "plot_cmd", "Plot one object: light curve, periodogram, folds."),
+    "index": ("starcurve.search", "index_cmd", "Build a vector index of embeddings (FAISS)."),
+    "similar": ("starcurve.search", "similar_cmd", "Find the objects most like a query."),
+    "anomalies": ("starcurve.search", "anomalies_cmd", "Rank objects by how unlike the rest they are."),
     "demo": ("starcurve.demo", "demo_cmd", "Run the whole path on a built-in default."),
 }
 

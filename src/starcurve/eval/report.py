@@ -19,11 +19,13 @@ import numpy as np
 
 from starcurve.cli import OUTPUT_DIR
 from starcurve.errors import StarcurveError
+from starcurve.files import atomic_write
 
 TABLE_HEAD = "| method | dataset (band) | {ns} | s / light curve |"
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed); every plot starts here."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,12 +34,12 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> None:
-    """Write a figure atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
-    _pyplot().close(fig)
+def save_figure(fig, path, dpi: int = 120) -> Path:
+    """Write a figure as PNG atomically (``starcurve.files.atomic_write``) and close it."""
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight"))
+    finally:
+        pyplot().close(fig)
 
 
 def _ns(results: list[dict]) -> list[str]:
@@ -117,7 +119,7 @@ def _versions(r: dict) -> str:
 
 def plot_f1_vs_n(results: list[dict], path: Path, title: str = "FS-1") -> None:
     """Macro F1 versus labels per class: one line per result, band = min..max over folds."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in results:
         ns = sorted(int(n) for n in r["results"])
@@ -136,12 +138,12 @@ def plot_f1_vs_n(results: list[dict], path: Path, title: str = "FS-1") -> None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_confusion(result: dict, path: Path) -> None:
     """Row-normalised confusion matrices (summed over folds), one panel per n."""
-    plt = _pyplot()
+    plt = pyplot()
     classes = result["classes"]
     ns = _ns([result])
     k = len(classes)
@@ -163,7 +165,7 @@ def plot_confusion(result: dict, path: Path) -> None:
         ax.set_title(f"n = {n}", fontsize=9)
     axes[0][0].set_ylabel("true")
     fig.suptitle(f"{_name(result)} on {result['dataset']} ({result['band']}), all folds", fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def embedding_2d(X: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
@@ -189,7 +191,7 @@ def embedding_2d(X: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
 
 def plot_embedding(X: np.ndarray, labels: np.ndarray, path: Path, title: str = "") -> str:
     """Scatter of the 2-D map coloured by class; returns the method used."""
-    plt = _pyplot()
+    plt = pyplot()
     Y, how = embedding_2d(X)
     fig, ax = plt.subplots(figsize=(6, 5))
     for c in np.unique(labels):
@@ -199,7 +201,7 @@ def plot_embedding(X: np.ndarray, labels: np.ndarray, path: Path, title: str = "
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(fontsize=7, markerscale=3)
-    _save(fig, path)
+    save_figure(fig, path)
     return how
 
 
