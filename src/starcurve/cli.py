@@ -26,6 +26,7 @@ COMMANDS = {
     "pretrain": ("starcurve.models.pretrain", "pretrain_cmd", "Pretrain the encoder (masked)."),
     "finetune": ("starcurve.models.pretrain", "finetune_cmd", "Self-supervised fine-tune on a pool."),
     "embed": ("starcurve.models.hub", "embed_cmd", "Write per-object embeddings."),
+    "export": ("starcurve.models.export", "export_cmd", "Export a model to ONNX (onnxruntime)."),
     "train": ("starcurve.models.supervised", "train_cmd", "Train an RNN or CNN classifier."),
     "predict": ("starcurve.models.supervised", "predict_cmd", "Per-object classes and probabilities."),
     "classify": ("starcurve.models.classify", "classify_cmd", "Classify with the shipped model."),

@@ -179,18 +179,25 @@ class Model:
         order = order[finite[order]]
         template = self.config.template if view.startswith("fold") else 0
         out = np.full((len(count), self._view_dim(view)), np.nan, np.float32)
-        dev = next(self.encoder.parameters()).device
         for s in tqdm(range(0, len(order), batch_size), disable=not progress, desc="embed",
                       unit="batch"):
             idx = order[s : s + batch_size]
             n = max(int(count[idx].max()), 1)
-            b = [torch.from_numpy(np.ascontiguousarray(a[idx, :n])).to(dev)
-                 for a in (w.time, w.mag, w.mask, w.err)]
-            extra = {k: torch.from_numpy(v[idx]).to(dev) for k, v in (("ctx", ctx), ("band", band))
-                     if v is not None}
-            out[idx] = self.encoder.window_vectors(*b[:3], b[3], layers=layers, view=view,
-                                                   template=template, **extra).float().cpu().numpy()
+            batch = {k: np.ascontiguousarray(a[idx, :n])
+                     for k, a in (("time", w.time), ("mag", w.mag), ("mask", w.mask), ("err", w.err))}
+            batch.update((k, v[idx]) for k, v in (("ctx", ctx), ("band", band)) if v is not None)
+            out[idx] = self.network(batch, layers=layers, view=view, template=template)
         return out
+
+    def network(self, batch: dict[str, np.ndarray], *, layers: str, view: str,
+                template: int) -> np.ndarray:
+        """The encoder on one batch of padded windows (numpy in, float32 numpy out): the one step
+        that an exported model (``starcurve.models.export.OnnxModel``) runs in onnxruntime instead."""
+        dev = next(self.encoder.parameters()).device
+        t = {k: torch.from_numpy(v).to(dev) for k, v in batch.items()}
+        return self.encoder.window_vectors(t["time"], t["mag"], t["mask"], t["err"], layers=layers,
+                                           view=view, template=template, ctx=t.get("ctx"),
+                                           band=t.get("band")).float().cpu().numpy()
 
     def embed_table(self, table: pa.Table, *, layers: str | None = None, batch_size: int = 256,
                     progress: bool = False) -> np.ndarray:
