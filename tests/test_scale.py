@@ -1,0 +1,107 @@
+"""Survey scale: partitions of an input, resumable parts, the same output on Dask as in process."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import run_cli
+
+from starcurve.data.io import partitions, read, read_partition, write_parquet
+from starcurve.data.simulate import simulate
+from starcurve.models import hub
+from starcurve.models.encoder import build, get_config
+
+
+def tiny_model(tmp_path):
+    cfg = get_config("sc1")
+    cfg.d_model, cfg.n_layers, cfg.d_ff, cfg.window = 16, 1, 32, 50
+    return hub.save_model(build(cfg), tmp_path / "m")
+
+
+@pytest.fixture
+def shards(tmp_path):
+    """Three shards of simulated light curves (row groups of 4 in the first); two bad objects."""
+    table = simulate("ogle", 24, seed=5)
+    mag, err = table.column("mag").to_pylist(), table.column("mag_err").to_pylist()
+    mag[3] = [float("nan")] * len(mag[3])  # nothing finite
+    err[17] = [-1.0] * len(err[17])  # no valid error
+    for name, values in (("mag", mag), ("mag_err", err)):
+        k = table.schema.get_field_index(name)
+        table = table.set_column(k, name, pa.array(values, table.schema.field(name).type))
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    pq.write_table(table.slice(0, 10), folder / "a.parquet", row_group_size=4)
+    write_parquet(table.slice(10, 8), folder / "b.parquet")
+    write_parquet(table.slice(18), folder / "c.parquet")
+    return folder, table
+
+
+def test_partitions_cover_the_input_once_in_order(shards):
+    folder, table = shards
+    parts = partitions(folder, rows=5)
+    # a.parquet: row groups 4,4,2 -> [4], [4], [2]; b: one group of 8 -> pieces 5 + 3; c: 6 -> 5 + 1
+    assert [p.rows for p in parts] == [4, 4, 2, 5, 3, 5, 1]
+    ids = [i for p in parts for i in read_partition(p).column("object_id").to_pylist()]
+    assert ids == read(table).column("object_id").to_pylist()
+
+
+def test_embed_in_process_keeps_order_and_reports_skips(shards, tmp_path, capsys):
+    folder, table = shards
+    out = tmp_path / "e.parquet"
+    code, stdout, err = run_cli(
+        [
+            "embed",
+            "--model",
+            tiny_model(tmp_path),
+            "--input",
+            folder,
+            "--output",
+            out,
+            "--chunk-rows",
+            "5",
+            "--workers",
+            "0",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    got = pq.read_table(out)
+    ids = table.column("object_id").to_pylist()
+    assert got.column("object_id").to_pylist() == [i for k, i in enumerate(ids) if k not in (3, 17)]
+    assert "24 objects in, 22 written, 2 skipped" in stdout and "objects per core-second" in stdout
+    assert not (tmp_path / "e.parquet.parts").exists()
+
+
+def test_dask_gives_the_same_output_as_one_process(shards, tmp_path, capsys):
+    pytest.importorskip("dask.distributed")
+    folder, _ = shards
+    model = tiny_model(tmp_path)
+    args = ["embed", "--model", model, "--input", folder, "--chunk-rows", "5"]
+    assert run_cli([*args, "--output", tmp_path / "one.parquet", "--workers", "0"], capsys)[0] == 0
+    code, stdout, err = run_cli(
+        [*args, "--output", tmp_path / "dask.parquet", "--workers", "1"], capsys
+    )
+    assert code == 0, err
+    assert "7/7 partitions computed now" in stdout and "(1 cores" in stdout
+    assert pq.read_table(tmp_path / "dask.parquet").equals(pq.read_table(tmp_path / "one.parquet"))
+
+
+def test_a_rerun_with_other_options_is_refused(shards, tmp_path, capsys):
+    folder, _ = shards
+    (tmp_path / "e.parquet.parts").mkdir()
+    (tmp_path / "e.parquet.parts" / "manifest.json").write_text('{"model": "other"}')
+    code, _, err = run_cli(
+        [
+            "embed",
+            "--model",
+            tiny_model(tmp_path),
+            "--input",
+            folder,
+            "--output",
+            tmp_path / "e.parquet",
+            "--workers",
+            "0",
+        ],
+        capsys,
+    )
+    assert code == 2 and "holds a run with other options" in err
