@@ -1,6 +1,5 @@
 """Survey scale: partitions of an input, resumable parts, the same output on Dask as in process."""
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest

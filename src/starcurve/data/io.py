@@ -88,7 +88,7 @@ def _read_path(path: Path, columns: Mapping[str, str]) -> pa.Table:
     if not path.exists():
         raise StarcurveError(f"{path}: no such file or folder")
     if path.is_dir():
-        shards = sorted(path.glob("*.parquet"))
+        shards = parquet_files(path) if is_parquet(path) else []
         if shards:
             return pa.concat_tables(list(_shard_tables(shards, _whole)), promote_options="default")
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in TEXT_SUFFIXES)
@@ -337,7 +337,7 @@ def parquet_files(paths) -> list[Path]:
     for p in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
         p = Path(p)
         if p.is_dir():
-            out += sorted(p.glob("*.parquet"))
+            out += hats_files(p) or sorted(p.glob("*.parquet"))
         elif p.exists():
             out.append(p)
         else:
@@ -387,8 +387,22 @@ def read_chunks(
 
 
 def is_parquet(path: Path) -> bool:
-    """A Parquet file name, or a folder of Parquet shards."""
-    return path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet")))
+    """A Parquet file name, or a folder of Parquet shards (or a HATS catalogue)."""
+    return path.suffix == ".parquet" or (
+        path.is_dir() and (any(path.glob("*.parquet")) or bool(hats_files(path)))
+    )
+
+
+def hats_files(path: Path) -> list[Path]:
+    """The partition files of a HATS catalogue (``dataset/Norder=k/Dir=d/Npix=n.parquet``), by
+    (order, pixel); [] when ``path`` is not one."""
+    if not ((path / "dataset").is_dir() and any((path / n).is_file() for n in HATS_PROPERTIES)):
+        return []
+    files = (path / "dataset").glob("Norder=*/Dir=*/Npix=*.parquet")
+    return sorted(files, key=lambda f: (int(f.parent.parent.name[7:]), int(f.stem[5:])))
+
+
+HATS_PROPERTIES = ("hats.properties", "properties")
 
 
 def parquet_rows(paths) -> int:

@@ -321,14 +321,15 @@ class Embedder(BaseEstimator, TransformerMixin):
 # ---------------------------------------------------------------- the `embed` command
 
 
-def embed_partition(model: Model, table: pa.Table, *, layers: str | None = None,
+def embed_partition(model: Model, source, *, layers: str | None = None,
                     batch_size: int = 256) -> tuple[pa.Table, CleanReport]:
-    """The per-partition step of ``starcurve embed``: clean a table (one partition of a catalogue),
-    embed it, and return (object_id, band, embedding) for the good rows in input order with the
-    cleaning report (``report.removed``: "object_id/band" -> why each other row was skipped).
+    """The per-partition step of ``starcurve embed``: read (anything ``read`` accepts: a table, a
+    pandas / nested-pandas partition with list columns), clean, embed; returns (object_id, band,
+    embedding) for the good rows in input order, and the cleaning report (``report.removed``:
+    "object_id/band" -> why each other row was skipped).
 
     Any ``map_partitions`` can call it (docs/scale.md shows LSDB / nested-pandas)."""
-    table, report = clean(table)
+    table, report = clean(read(source))
     vec = model.embed_table(table, layers=layers, batch_size=batch_size)
     ok = report.skip_nonfinite(table, vec, NONFINITE)
     return embedding_table(table.filter(pa.array(ok)), vec[ok]), report
