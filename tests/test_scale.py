@@ -44,25 +44,16 @@ def test_partitions_cover_the_input_once_in_order(shards):
     assert ids == read(table).column("object_id").to_pylist()
 
 
+def embed(tmp_path, folder, out, *extra):
+    """The ``starcurve embed`` arguments of these tests (a tiny model, in this process)."""
+    return ["embed", "--model", tiny_model(tmp_path), "--input", folder, "--output", out,
+            "--workers", "0", *extra]  # fmt: skip
+
+
 def test_embed_in_process_keeps_order_and_reports_skips(shards, tmp_path, capsys):
     folder, table = shards
     out = tmp_path / "e.parquet"
-    code, stdout, err = run_cli(
-        [
-            "embed",
-            "--model",
-            tiny_model(tmp_path),
-            "--input",
-            folder,
-            "--output",
-            out,
-            "--chunk-rows",
-            "5",
-            "--workers",
-            "0",
-        ],
-        capsys,
-    )
+    code, stdout, err = run_cli(embed(tmp_path, folder, out, "--chunk-rows", "5"), capsys)
     assert code == 0, err
     got = pq.read_table(out)
     ids = table.column("object_id").to_pylist()
@@ -74,12 +65,10 @@ def test_embed_in_process_keeps_order_and_reports_skips(shards, tmp_path, capsys
 def test_dask_gives_the_same_output_as_one_process(shards, tmp_path, capsys):
     pytest.importorskip("dask.distributed")
     folder, _ = shards
-    model = tiny_model(tmp_path)
-    args = ["embed", "--model", model, "--input", folder, "--chunk-rows", "5"]
-    assert run_cli([*args, "--output", tmp_path / "one.parquet", "--workers", "0"], capsys)[0] == 0
-    code, stdout, err = run_cli(
-        [*args, "--output", tmp_path / "dask.parquet", "--workers", "1"], capsys
-    )
+    args = embed(tmp_path, folder, tmp_path / "one.parquet", "--chunk-rows", "5")
+    assert run_cli(args, capsys)[0] == 0
+    args[args.index("--output") + 1] = tmp_path / "dask.parquet"
+    code, stdout, err = run_cli([*args, "--workers", "1"], capsys)  # the last --workers counts
     assert code == 0, err
     assert "7/7 partitions computed now" in stdout and "(1 cores" in stdout
     assert pq.read_table(tmp_path / "dask.parquet").equals(pq.read_table(tmp_path / "one.parquet"))
@@ -89,18 +78,5 @@ def test_a_rerun_with_other_options_is_refused(shards, tmp_path, capsys):
     folder, _ = shards
     (tmp_path / "e.parquet.parts").mkdir()
     (tmp_path / "e.parquet.parts" / "manifest.json").write_text('{"model": "other"}')
-    code, _, err = run_cli(
-        [
-            "embed",
-            "--model",
-            tiny_model(tmp_path),
-            "--input",
-            folder,
-            "--output",
-            tmp_path / "e.parquet",
-            "--workers",
-            "0",
-        ],
-        capsys,
-    )
+    code, _, err = run_cli(embed(tmp_path, folder, tmp_path / "e.parquet"), capsys)
     assert code == 2 and "holds a run with other options" in err
