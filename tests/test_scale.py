@@ -80,3 +80,14 @@ def test_a_rerun_with_other_options_is_refused(shards, tmp_path, capsys):
     (tmp_path / "e.parquet.parts" / "manifest.json").write_text('{"model": "other"}')
     code, _, err = run_cli(embed(tmp_path, folder, tmp_path / "e.parquet"), capsys)
     assert code == 2 and "holds a run with other options" in err
+
+
+def test_without_dask_the_default_runs_in_process(shards, tmp_path, capsys, monkeypatch):
+    import starcurve.parts
+
+    monkeypatch.setattr(starcurve.parts, "_has_dask", lambda: False)
+    folder, _ = shards
+    args = embed(tmp_path, folder, tmp_path / "e.parquet", "--chunk-rows", "5")
+    args.remove("--workers"), args.remove("0")
+    code, stdout, err = run_cli(args, capsys)
+    assert code == 0 and "7/7 partitions computed now" in stdout, err

@@ -93,9 +93,18 @@ class Summary:
 
 
 def in_process(n_parts: int, workers: int | None, scheduler: str | None) -> bool:
-    """Whether a run stays in this process: ``workers=0``, or one partition and no scheduler
-    (a cluster would cost more to start than it saves)."""
-    return scheduler is None and (workers == 0 or n_parts <= 1)
+    """Whether a run stays in this process: ``workers=0``; or one partition (a cluster would cost
+    more to start than it saves) or no Dask installed, when neither workers nor a scheduler is
+    asked for."""
+    if scheduler is not None:
+        return False
+    return workers == 0 or (workers is None and (n_parts <= 1 or not _has_dask()))
+
+
+def _has_dask() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("distributed") is not None
 
 
 def run_part(job: Job, part: Partition, index: int, folder: str) -> dict:
@@ -173,7 +182,7 @@ def _compute(job, parts, todo, folder, workers, threads, scheduler, summary):
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError:
         raise StarcurveError("Dask is not installed: pip install 'starcurve[dask]', "
-                             "or --workers 0 to run in this process") from None  # fmt: skip
+                             "or leave out --workers / --scheduler to run in this process") from None  # fmt: skip
     if scheduler:
         client, cluster = Client(scheduler), None
         summary.cores = sum(client.nthreads().values())
