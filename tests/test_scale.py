@@ -47,7 +47,7 @@ def test_partitions_cover_the_input_once_in_order(shards):
 def embed(tmp_path, folder, out, *extra):
     """The ``starcurve embed`` arguments of these tests (a tiny model, in this process)."""
     return ["embed", "--model", tiny_model(tmp_path), "--input", folder, "--output", out,
-            "--workers", "0", *extra]  # fmt: skip
+            "--workers", "0", "--threads", "1", *extra]  # fmt: skip
 
 
 def test_embed_in_process_keeps_order_and_reports_skips(shards, tmp_path, capsys):
@@ -91,3 +91,16 @@ def test_without_dask_the_default_runs_in_process(shards, tmp_path, capsys, monk
     args.remove("--workers"), args.remove("0")
     code, stdout, err = run_cli(args, capsys)
     assert code == 0 and "7/7 partitions computed now" in stdout, err
+
+
+def test_classify_on_dask_equals_in_process(shards, tmp_path, capsys):
+    pytest.importorskip("dask.distributed")
+    folder, _ = shards
+    args = ["classify", "--input", folder, "--chunk-rows", "5", "--min-obs", "1", "--threads", "1"]
+    code, stdout, err = run_cli([*args, "--output", tmp_path / "a.parquet", "--workers", "0"], capsys)
+    assert code == 0, err
+    assert "22 classified (objects)" in stdout and "2 skipped" in stdout
+    code, stdout, err = run_cli([*args, "--output", tmp_path / "b.parquet", "--workers", "1"], capsys)
+    assert code == 0 and "7/7 partitions computed now" in stdout, err
+    assert pq.read_table(tmp_path / "a.parquet").equals(pq.read_table(tmp_path / "b.parquet"))
+    assert sorted(p.name for p in tmp_path.iterdir() if "parquet" in p.name) == ["a.parquet", "b.parquet"]

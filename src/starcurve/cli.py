@@ -68,6 +68,26 @@ class Columns(click.ParamType):
             ) from None
 
 
+def dask_options(f):
+    """``--chunk-rows``, ``--workers``, ``--threads``, ``--scheduler``: how a per-partition command
+    (``starcurve.parts``) cuts its input and where it runs (docs/scale.md)."""
+    options = [
+        click.option("--chunk-rows", default=2048, show_default=True, type=click.IntRange(1),
+                     help="Light curves per partition (whole Parquet row groups; one output part "
+                          "each)."),
+        click.option("--workers", default=None, type=click.IntRange(0),
+                     help="Dask worker processes of a local cluster [default: one per core]; 0: no "
+                          "Dask, in this process."),
+        click.option("--threads", default=None, type=click.IntRange(1),
+                     help="Threads per Dask worker [default: 1], or of this process when it runs "
+                          "alone [default: every core]."),
+        click.option("--scheduler", default=None, help="Address of a running Dask scheduler."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 OUTPUT_FILE, OUTPUT_DIR, OUTPUT_ANY = Output(False), Output(True), Output(None)
 COLUMNS = Columns()
 columns_option = click.option(

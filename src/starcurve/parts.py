@@ -101,6 +101,12 @@ def in_process(n_parts: int, workers: int | None, scheduler: str | None) -> bool
     return workers == 0 or (workers is None and (n_parts <= 1 or not _has_dask()))
 
 
+def threads_for(n_parts: int, workers: int | None, scheduler: str | None,
+                threads: int | None) -> int:
+    """Threads per task: as asked, else every core when the run stays in this process, else 1."""
+    return threads or (cores() if in_process(n_parts, workers, scheduler) else 1)
+
+
 def _has_dask() -> bool:
     import importlib.util
 

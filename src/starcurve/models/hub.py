@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm.auto import tqdm
 
-from starcurve.cli import OUTPUT_FILE, columns_option
+from starcurve.cli import OUTPUT_FILE, columns_option, dask_options
 from starcurve.data import schema as S
 from starcurve.data.clean import CleanReport, clean
 from starcurve.data.io import Partition, partitions, read, read_partition
@@ -37,7 +37,7 @@ from starcurve.data.views import band_index, cached_periods, view_windows
 from starcurve.data.windows import windows
 from starcurve.errors import StarcurveError, read_json_object
 from starcurve.models.encoder import Encoder, EncoderConfig
-from starcurve.parts import cores, in_process, run
+from starcurve.parts import run, threads_for
 from starcurve.train.loop import atomic_json, atomic_safetensors
 
 log = logging.getLogger("starcurve")
@@ -384,15 +384,7 @@ class EmbedJob:
 @click.option("--layers", type=click.Choice(["last", "weighted"]), default=None,
               help="Readout: last layer, or the weighted mix of every layer [default: the model's].")
 @click.option("--batch-size", default=256, show_default=True, type=int, help="Windows per forward pass.")
-@click.option("--chunk-rows", default=2048, show_default=True, type=click.IntRange(1),
-              help="Light curves per partition (whole Parquet row groups; one output part each).")
-@click.option("--workers", default=None, type=click.IntRange(0),
-              help="Dask worker processes of a local cluster [default: one per core]; 0: no Dask, "
-                   "in this process.")
-@click.option("--threads", default=None, type=click.IntRange(1),
-              help="Threads per Dask worker [default: 1], or of this process with --workers 0 "
-                   "[default: every core] (torch / onnxruntime).")
-@click.option("--scheduler", default=None, help="Address of a running Dask scheduler to use.")
+@dask_options
 def embed_cmd(model_dir, input_path, output, band, columns, layers, batch_size, chunk_rows,
               workers, threads, scheduler) -> None:
     """Write one embedding per (object, band): object_id, band, embedding; resumable, on Dask.
@@ -404,7 +396,7 @@ def embed_cmd(model_dir, input_path, output, band, columns, layers, batch_size, 
     rows in file order); skipped light curves are counted by reason. docs/scale.md has the details.
     """
     parts = partitions(input_path, rows=chunk_rows, columns=columns)  # opens the input
-    threads = threads or (cores() if in_process(len(parts), workers, scheduler) else 1)
+    threads = threads_for(len(parts), workers, scheduler, threads)
     torch.set_num_threads(threads)
     model = load_any(model_dir, threads)
     layers = layers or model.default_layers
