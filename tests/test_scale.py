@@ -104,3 +104,18 @@ def test_classify_on_dask_equals_in_process(shards, tmp_path, capsys):
     assert code == 0 and "7/7 partitions computed now" in stdout, err
     assert pq.read_table(tmp_path / "a.parquet").equals(pq.read_table(tmp_path / "b.parquet"))
     assert sorted(p.name for p in tmp_path.iterdir() if "parquet" in p.name) == ["a.parquet", "b.parquet"]
+
+
+def test_predict_runs_by_partition_and_keeps_its_skip_rows(shards, tmp_path, capsys):
+    folder, _ = shards
+    write_parquet(simulate("asas", 40, ["RRab", "Mira"], seed=0), tmp_path / "train.parquet")
+    code, _, err = run_cli(["train", "rnn", "--data", tmp_path / "train.parquet", "--out", tmp_path / "rnn", "--steps", "1",
+                            "--set", "hidden=4", "--set", "dense=4"], capsys)  # fmt: skip
+    assert code == 0, err
+    args = ["predict", "--model", tmp_path / "rnn", "--input", folder, "--chunk-rows", "5",
+            "--workers", "0", "--per-band", "--output", tmp_path / "p.parquet"]  # fmt: skip
+    code, stdout, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert "22 classified, 2 skipped" in stdout and "24 objects in, 22 written, 2 skipped" in stdout
+    out = pq.read_table(tmp_path / "p.parquet")
+    assert out.num_rows == 24 and out.column("skip_reason").null_count == 22

@@ -39,7 +39,8 @@ from starcurve.train.loop import atomic_json
 
 log = logging.getLogger("starcurve")
 
-# A job: partition -> (output rows, {"rows_in": n, "skipped": {"object_id/band": reason}})
+# A job: partition -> (output rows, {"rows_in": n, "skipped": {"object_id/band": reason}}); a job
+# whose output keeps skipped rows (with their reason) also says how many rows are "answers"
 Job = Callable[[Partition], "tuple[pa.Table, dict]"]
 
 
@@ -55,7 +56,8 @@ class Summary:
     partitions: int = 0
     computed: int = 0  # partitions computed in this run (the others were done before)
     objects_in: int = 0
-    written: int = 0
+    written: int = 0  # answers (rows not skipped)
+    rows_out: int = 0  # rows in the output (with a job that keeps its skipped rows, more)
     skipped: Counter = field(default_factory=Counter)  # reason -> objects
     examples: dict = field(default_factory=dict)  # "object_id/band" -> reason (a few)
     seconds: float = 0.0
@@ -65,13 +67,14 @@ class Summary:
 
     def add(self, info: dict, computed: bool) -> None:
         self.objects_in += info["rows_in"]
-        self.written += info["rows"]
+        self.written += info.get("answers", info["rows"])
+        self.rows_out += info["rows"]
         self.skipped.update(info["reasons"])
         self.examples.update(list(info["examples"].items())[: max(0, 5 - len(self.examples))])
         if computed:
             self.computed += 1
             self.task_seconds += info["seconds"]
-            self.new_objects += info["rows"]
+            self.new_objects += info.get("answers", info["rows"])
 
     def per_core_second(self) -> float:
         """Objects written per core-second of wall time, counting the parts computed in this run."""
@@ -124,6 +127,7 @@ def run_part(job: Job, part: Partition, index: int, folder: str) -> dict:
     base = Path(folder) / f"part-{index:05d}"
     write_parquet(table, base.with_suffix(".parquet"))
     summary = {"rows_in": info["rows_in"], "rows": table.num_rows,
+               "answers": info.get("answers", table.num_rows),
                "reasons": dict(Counter(skipped.values())),
                "examples": dict(list(skipped.items())[:5]),
                "seconds": time.perf_counter() - t0}  # fmt: skip
@@ -163,7 +167,7 @@ def run(
                 summary.add(info, computed=True)
                 bar.update(info["rows_in"])
                 bar.set_postfix(skipped=sum(summary.skipped.values()), refresh=False)
-        if summary.written == 0:
+        if summary.rows_out == 0:
             why = "; ".join(f"{k} ({v})" for k, v in list(summary.examples.items())[:3])
             raise StarcurveError(f"{nothing} ({why or 'the input is empty'})")
         merge([folder / f"part-{i:05d}.parquet" for i in range(len(parts))], output)
