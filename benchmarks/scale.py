@@ -12,7 +12,7 @@ Sections (``--sections``, comma separated):
   (``encoder_speed.embed_speed``), in one run, one thread: the fraction of the roofline.
 
 Usage: nice -n 15 python benchmarks/scale.py --sections throughput,memory,kill,roofline
-       [--n 2000] [--rounds 2] [--memory-sizes 2000,10000,100000] [--kill-n 2000]
+       [--n 2000] [--rounds 2] [--memory-sizes 2000,10000,100000] [--kill-n 2000] [--kill-obs 60]
 Run with OMP_NUM_THREADS=1 on a shared machine. The machine and its load average are recorded.
 """
 
@@ -144,7 +144,7 @@ def _workers(pid: int) -> list[int]:
 
 
 def section_kill(args, res: dict, tmp: Path) -> None:
-    data = sims(tmp / "kill", args.kill_n, args.kill_chunk)
+    data = sims(tmp / "kill", args.kill_n, args.kill_chunk, n_obs=args.kill_obs)
     n_parts = len(partitions(data, rows=args.kill_chunk))
     base = ["embed", "--input", str(data), "--chunk-rows", str(args.kill_chunk), "--workers", "2",
             "--threads", "1"]
@@ -178,14 +178,14 @@ def section_kill(args, res: dict, tmp: Path) -> None:
     same_rows = a.column("object_id").equals(b.column("object_id"))
     va, vb = (np.array(t.column("embedding").to_pylist()) for t in (a, b))
     summary = next(ln for ln in rerun.stdout.splitlines() if ln.startswith("summary:"))
-    res["kill"] = {
-        "objects": args.kill_n, "partitions": n_parts, "uninterrupted_s": round(ref_s, 1),
+    res.setdefault("kill", {})[str(args.kill_n)] = {
+        "objects": args.kill_n, "n_obs": args.kill_obs, "partitions": n_parts, "uninterrupted_s": round(ref_s, 1),
         "killed_worker_pid": killed_worker, "client_killed_after_s": round(killed_s, 1),
         "parts_done_at_kill": done_at_kill, "rerun_s": round(rerun_s, 1), "rerun_summary": summary,
         "same_rows": bool(same_rows), "identical_vectors": bool(np.array_equal(va, vb)),
         "max_abs_diff": float(np.abs(va - vb).max()),
     }
-    print("kill", res["kill"], flush=True)
+    print("kill", res["kill"][str(args.kill_n)], flush=True)
 
 
 def matmul_gflops(dtype, n: int = 1024, repeats: int = 5) -> float:
@@ -233,6 +233,7 @@ def main() -> None:
     p.add_argument("--memory-obs", type=int, default=60)
     p.add_argument("--kill-n", type=int, default=2000)
     p.add_argument("--kill-chunk", type=int, default=100)
+    p.add_argument("--kill-obs", type=int, default=None, help="n_obs of the kill test's sims")
     p.add_argument("--windows", type=int, default=512)
     args = p.parse_args()
     torch.set_num_threads(1)

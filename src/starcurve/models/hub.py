@@ -253,14 +253,13 @@ class Model:
         Objects that cleaning removes, or whose embedding is not finite, are skipped and reported
         (log warning, ``last_report.removed``: "object_id/band" -> reason).
         """
-        table, report = clean(read(source, band=band, columns=columns))
-        vec = self.embed_table(table, layers=layers, batch_size=batch_size, progress=progress)
-        ok = report.skip_nonfinite(table, vec, NONFINITE)
+        out, report = embed_partition(self, read(source, band=band, columns=columns), layers=layers,
+                                      batch_size=batch_size, progress=progress)
         self.last_report = report
         if report.removed:
             log.warning("skipped %d light curve(s), e.g. %s", len(report.removed),
                         _examples(report.removed))
-        return embedding_table(table.filter(pa.array(ok)), vec[ok])
+        return out
 
 
 NONFINITE = "the embedding is not finite (NaN or infinite); not embedded"
@@ -321,8 +320,8 @@ class Embedder(BaseEstimator, TransformerMixin):
 # ---------------------------------------------------------------- the `embed` command
 
 
-def embed_partition(model: Model, source, *, layers: str | None = None,
-                    batch_size: int = 256) -> tuple[pa.Table, CleanReport]:
+def embed_partition(model: Model, source, *, layers: str | None = None, batch_size: int = 256,
+                    progress: bool = False) -> tuple[pa.Table, CleanReport]:
     """The per-partition step of ``starcurve embed``: read (anything ``read`` accepts: a table, a
     pandas / nested-pandas partition with list columns), clean, embed; returns (object_id, band,
     embedding) for the good rows in input order, and the cleaning report (``report.removed``:
@@ -330,18 +329,18 @@ def embed_partition(model: Model, source, *, layers: str | None = None,
 
     Any ``map_partitions`` can call it (docs/scale.md shows LSDB / nested-pandas)."""
     table, report = clean(read(source))
-    vec = model.embed_table(table, layers=layers, batch_size=batch_size)
+    vec = model.embed_table(table, layers=layers, batch_size=batch_size, progress=progress)
     ok = report.skip_nonfinite(table, vec, NONFINITE)
     return embedding_table(table.filter(pa.array(ok)), vec[ok]), report
 
 
-_LOADED: dict = {}  # per process (a Dask worker): model path -> loaded model
+_LOADED: dict = {}  # per process (a Dask worker): (model path, its mtime) -> loaded model
 
 
 def load_any(path: str | os.PathLike | None, threads: int | None = None) -> Model:
     """A model folder (``load_model``) or an exported ``.onnx`` file (``OnnxModel``), loaded once
-    per process."""
-    key = str(path)
+    per process (again if the folder or file changed)."""
+    key = (str(path), Path(path).stat().st_mtime_ns if path and Path(path).exists() else 0)
     if key not in _LOADED:
         if str(path).endswith(".onnx"):
             from starcurve.models.export import OnnxModel
