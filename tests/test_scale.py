@@ -119,3 +119,21 @@ def test_predict_runs_by_partition_and_keeps_its_skip_rows(shards, tmp_path, cap
     assert "22 classified, 2 skipped" in stdout and "24 objects in, 22 written, 2 skipped" in stdout
     out = pq.read_table(tmp_path / "p.parquet")
     assert out.num_rows == 24 and out.column("skip_reason").null_count == 22
+
+
+def test_an_unreadable_partition_is_a_skip_not_the_end_of_the_run(shards, tmp_path):
+    from starcurve.errors import StarcurveError
+    from starcurve.parts import UNREADABLE, run
+
+    folder, _ = shards
+    parts = partitions(folder, rows=5)
+
+    def job(part):
+        if part.path.endswith("b.parquet") and part.skip == 5:
+            raise StarcurveError("a damaged page")
+        table = read_partition(part)
+        return table.select(["object_id", "band"]), {"rows_in": table.num_rows, "skipped": {}}
+
+    summary = run(job, parts, tmp_path / "o.parquet", {}, workers=0)
+    assert summary.written == 21 and summary.skipped == {UNREADABLE: 3}
+    assert pq.read_table(tmp_path / "o.parquet").num_rows == 21

@@ -7,7 +7,8 @@ A run writing ``OUT.parquet`` keeps its work in ``OUT.parquet.parts/``:
 - ``part-NNNNN.parquet`` then ``part-NNNNN.json`` (its summary), each written atomically, for input
   partition NNNNN (``starcurve.data.io.partitions``). A part is done when its ``.json`` exists,
   so a run killed at any moment (the client or a worker, kill -9 included) and re-run with the same
-  command computes only the partitions without one.
+  command computes only the partitions without one. A partition that cannot be read (a
+  ``StarcurveError`` of the job) is a skip of its rows with a warning, not the end of the run.
 
 The merged output holds the parts in partition order (input files by name, rows in file order) and
 is written by streaming one part at a time (memory: one part). Where a job runs: ``workers=0`` in
@@ -122,17 +123,32 @@ def run_part(job: Job, part: Partition, index: int, folder: str) -> dict:
     This is the function that runs on a worker (it is what Dask ships: plain data and ``job``).
     """
     t0 = time.perf_counter()
-    table, info = job(part)
-    skipped = info["skipped"]
     base = Path(folder) / f"part-{index:05d}"
-    write_parquet(table, base.with_suffix(".parquet"))
-    summary = {"rows_in": info["rows_in"], "rows": table.num_rows,
-               "answers": info.get("answers", table.num_rows),
-               "reasons": dict(Counter(skipped.values())),
+    try:
+        table, info = job(part)
+    except StarcurveError as e:  # e.g. a damaged page of a shard: its rows are skipped, not the run
+        log.warning("skipped partition %d (%s): %s", index, part.path, e)
+        table = None
+        n = part.rows or 0
+        info = {"rows_in": n, "skipped": {f"{part.path}#{index}": UNREADABLE},
+                "reasons": {UNREADABLE: n}}  # fmt: skip
+    rows, skipped = (0 if table is None else table.num_rows), info["skipped"]
+    if table is not None:
+        write_parquet(table, base.with_suffix(".parquet"))
+    summary = {"rows_in": info["rows_in"], "rows": rows, "answers": info.get("answers", rows),
+               "reasons": info.get("reasons") or dict(Counter(skipped.values())),
                "examples": dict(list(skipped.items())[:5]),
                "seconds": time.perf_counter() - t0}  # fmt: skip
     atomic_json(summary, base.with_suffix(".json"))  # last: the part is done
     return summary
+
+
+UNREADABLE = "unreadable partition (see the warning); its rows are not in the output"
+
+
+def _done(folder: Path, i: int) -> bool:
+    """A part is done when its summary exists (written last; an unreadable one has no table)."""
+    return (folder / f"part-{i:05d}.json").exists()
 
 
 def run(
@@ -155,9 +171,9 @@ def run(
         atomic_json(setup, manifest)
         todo = []
         for i, p in enumerate(parts):
-            info = folder / f"part-{i:05d}.json"
-            if info.exists() and (folder / f"part-{i:05d}.parquet").exists():
-                summary.add(read_json_object(info, "part summary"), computed=False)
+            if _done(folder, i):
+                summary.add(read_json_object(folder / f"part-{i:05d}.json", "part summary"),
+                            computed=False)
             else:
                 todo.append(i)
         total = sum(p.rows or 0 for p in parts) or None
@@ -170,7 +186,8 @@ def run(
         if summary.rows_out == 0:
             why = "; ".join(f"{k} ({v})" for k, v in list(summary.examples.items())[:3])
             raise StarcurveError(f"{nothing} ({why or 'the input is empty'})")
-        merge([folder / f"part-{i:05d}.parquet" for i in range(len(parts))], output)
+        files = [folder / f"part-{i:05d}.parquet" for i in range(len(parts))]
+        merge([f for f in files if f.exists()], output)
     except StarcurveError:
         shutil.rmtree(folder, ignore_errors=True)
         raise
