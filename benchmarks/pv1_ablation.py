@@ -6,7 +6,8 @@ benchmark per (row, dataset) and writes benchmarks/results/pv1_ablation.json and
         --rows benchmarks/pv1_ablation_rows.json --runs runs/fs1
 
 A rows file lists {"name", "model" (folder; null = shipped default), "layers" (null = the model's
-readout), "views", "objectives", "pretrain_cpu_s", "command"}. Rows with "fs1" pointing at existing
+readout), "readout" (its description in the table), "views", "objectives", "pretrain_cpu_s",
+"command"}. Rows with "fs1" pointing at existing
 result folders reuse them (e.g. the sc1 reference rows).
 """
 
@@ -60,12 +61,9 @@ def main() -> None:
             s = r["scores"].get(ds)
             cells += [f"{s[n][0]:.3f} ± {s[n][1]:.3f}" if s else "not run" for n in ("20", "100", "500")]
         cpu = r.get("pretrain_cpu_s")
-        lines.append(
-            f"| {r['name']} | {r['views']} | {r['objectives']} | {r.get('layers') or 'model default'}"
-            f" | {cpu / 3600:.2f} | " if cpu is not None else
-            f"| {r['name']} | {r['views']} | {r['objectives']} | {r.get('layers') or 'model default'}"
-            " | - | "
-        )
+        readout = r.get("readout") or r.get("layers") or "last layer, mean of states"
+        lines.append(f"| {r['name']} | {r['views']} | {r['objectives']} | {readout} | "
+                     + (f"{cpu / 3600:.2f} | " if cpu is not None else "- | "))
         lines[-1] += " | ".join(cells) + " |"
     md = Path(args.out).with_suffix(".md")
     md.write_text("\n".join(lines) + "\n")

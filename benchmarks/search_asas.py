@@ -57,7 +57,7 @@ def injected(n_real: int):
 
     n = round(INJECT_FRACTION * n_real)
     table, _ = clean(simulate("asas", n, ["constant", "QSO"], seed=INJECT_SEED))
-    path = CACHE / f"injected_{n}_{INJECT_SEED}.npz"
+    path = CACHE / f"injected_{n}_{INJECT_SEED}_{fs.model_id(None).rsplit(':', 1)[1]}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
             return table, z["embedding"], z["features"]

@@ -7,6 +7,8 @@ import torch
 
 from starcurve import StarcurveError, write_parquet
 from starcurve.cli import main
+from starcurve.data.io import from_arrays
+from starcurve.data.views import log10_false_alarm, periods
 from starcurve.models import classify as C
 
 
@@ -51,6 +53,27 @@ def test_a_gap_inside_a_two_mode_class_is_flagged():
     gap = X[y == "RRab"].mean(0) + rng.normal(0, 1, (20, X.shape[1])).astype(np.float32)
     assert (C.predict(state, gap)[1] > 1).mean() >= 0.9
     assert (C.predict(state, X)[1] > 1).mean() <= 0.05
+
+
+def test_a_light_curve_without_a_significant_period_is_flagged(tmp_path):
+    """Constant stars embed among the low-amplitude variables; the periodogram test catches them."""
+    rng = np.random.default_rng(4)
+    t = [np.sort(rng.uniform(0, 2000, 300)) for _ in range(6)]
+    mags = [12 + 0.3 * np.sin(2 * np.pi * x / 0.71) + rng.normal(0, 0.02, 300) for x in t[:3]]
+    mags += [12 + rng.normal(0, 0.02, 300) for _ in t[3:]]
+    table = from_arrays(t, mags, [np.full(300, 0.02)] * 6, ids=[f"s{i}" for i in range(6)])
+    log_fap = log10_false_alarm(table, periods(table, backend="numpy"))
+    assert (log_fap[:3] < -20).all() and (log_fap[3:] > -2).all()  # sines vs white noise
+    X, y, _ = clusters(rng)
+    fap_train = rng.uniform(-60, -5, len(X))  # training variables: significant periods
+    state = C.fit_head(X, ["Mira" if c == "LPV" else c for c in y], epochs=20, log_fap=fap_train)
+    assert (C.predict(state, X, fap_train)[1] > 1).mean() <= 0.05
+    _, ood = C.predict(state, X[:6], log_fap)  # typical embeddings, but the last three are noise
+    assert (ood[3:] > 1).all() and (ood[:3] <= 1).sum() >= 2
+    C.save_head(state, tmp_path, {})
+    assert C.load_head(tmp_path)["fap_threshold"] == state["fap_threshold"]
+    with pytest.raises(StarcurveError, match="log_fap"):
+        C.predict(state, X)
 
 
 def test_unusable_labels_give_a_clear_error():

@@ -12,7 +12,7 @@ from starcurve.models.hub import DEFAULT_MODEL, load_model
 
 def test_shipped_model_loads_without_arguments():
     model = load_model()
-    assert model.path == DEFAULT_MODEL and model.config.name == "sc1"
+    assert model.path == DEFAULT_MODEL and model.config.name == "pv1"
     assert (DEFAULT_MODEL / "head.json").exists() and (DEFAULT_MODEL / "training_objects.txt.gz").exists()
 
 

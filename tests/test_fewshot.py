@@ -210,3 +210,17 @@ def test_band_star_keeps_one_row_per_object():
     assert len(d.ids) == len(set(d.ids)) == 4 * 60
     assert set(d.table.column("band").to_pylist()) == {"V"}  # the first row of each object
     assert set(fs.prepare(both, "R").table.column("band").to_pylist()) == {"R"}
+
+
+def test_cached_embeddings_are_keyed_by_the_model_weights_not_its_folder_name(tmp_path):
+    """The shipped default changes between releases: FS-1 and the search benchmark must not reuse
+    vectors of the old default (model=None) or of a folder whose weights were replaced."""
+    from starcurve.models import hub
+    from starcurve.models.encoder import build
+
+    folder = tmp_path / "m"
+    hub.save_model(build("sc1", seed=0), folder)
+    first = fs.model_id(folder)
+    assert fs.model_id(folder) == first and fs.model_id(None) != first
+    hub.save_model(build("sc1", seed=1), folder)  # same folder, other weights
+    assert fs.model_id(folder) != first

@@ -314,6 +314,16 @@ def _hash(values) -> str:
     return hashlib.sha1("\n".join(map(str, values)).encode()).hexdigest()[:16]
 
 
+def model_id(model: str | Path | None) -> str:
+    """A model folder (None: the shipped default) and a digest of its files: cached vectors of
+    another model, or of the same folder after its weights or readout changed, are never reused."""
+    from starcurve.models.hub import DEFAULT_MODEL
+
+    folder = Path(model) if model else DEFAULT_MODEL
+    files = [folder / "config.json", folder / "model.safetensors"]
+    return f"{folder}:{_hash(hashlib.sha1(f.read_bytes()).hexdigest() for f in files if f.is_file())}"
+
+
 def _save_npy(arr: np.ndarray, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
@@ -324,7 +334,7 @@ def _save_npy(arr: np.ndarray, path: Path) -> None:
 def _vectors(name: str, fn: Callable, data: FS1Data, ctx: Context) -> tuple[np.ndarray, dict]:
     """Vectors of every object by ``fn``, cached in ``ctx.out`` so a killed run resumes."""
     key = {"vectoriser": name, "ids": _hash(data.ids), "band": data.band}
-    key.update({"model": ctx.model, "layers": ctx.layers} if name == "embed" else {})
+    key.update({"model": model_id(ctx.model), "layers": ctx.layers} if name == "embed" else {})
     key.update({"features": ctx.features} if name == "forest" else {})
     path, meta_path = ctx.out / f"vectors_{name}.npy", ctx.out / f"vectors_{name}.json"
     if path.exists() and meta_path.exists():

@@ -11,6 +11,10 @@ percentile of that distance over the training objects themselves (leaving each o
 1 flags the light curve as unlike every training class (``is_ood``) instead of forcing it into one.
 Nearest neighbours follow the shape of each class (many classes are not one blob around a mean); the
 bank of training points (at most 8,192, projected on 32 principal axes) ships in the head file.
+A head trained with periodogram significances (``fit_head(..., log_fap=...)``) also flags a light
+curve whose best periodogram peak is less significant (false-alarm probability, ``data.views``) than
+that of 99% of the training variables: the score is the larger of the two ratios. Distances alone
+miss constant stars, whose embeddings sit among the low-amplitude variables.
 
 The head is stored beside the encoder as ``head.json`` + ``head.safetensors`` (no pickle).
 """
@@ -32,6 +36,7 @@ from safetensors.torch import load_file
 from starcurve.cli import OUTPUT_FILE, columns_option, dask_options
 from starcurve.data import schema as S
 from starcurve.data.clean import CleanReport
+from starcurve.data.views import cached_periods, log10_false_alarm
 from starcurve.errors import StarcurveError
 from starcurve.models.per_object import per_object
 from starcurve.train.loop import atomic_json, atomic_safetensors
@@ -77,11 +82,14 @@ class Head(torch.nn.Module):
         return self.net(x)
 
 
-def fit_head(X: np.ndarray, labels, *, epochs: int = 300, seed: int = 0) -> dict:
-    """Train the head on embeddings ``X`` with survey ``labels``; return everything ``predict`` needs."""
+def fit_head(X: np.ndarray, labels, *, epochs: int = 300, seed: int = 0,
+             log_fap: np.ndarray | None = None) -> dict:
+    """Train the head on embeddings ``X`` with survey ``labels``; return everything ``predict`` needs.
+    ``log_fap`` (log10 false-alarm probability per row) adds the periodogram test of the OOD score."""
     allowed, usable = label_sets(labels)
     if usable.sum() < 10:
         raise StarcurveError("fewer than 10 objects carry a label of the taxonomy; cannot train a head")
+    extra = {} if log_fap is None else {"fap_threshold": float(np.quantile(log_fap[usable], OOD_QUANTILE))}
     X, allowed = X[usable].astype(np.float32), allowed[usable]
     mean, std = X.mean(0), X.std(0) + 1e-6
     Z = (X - mean) / std
@@ -113,7 +121,7 @@ def fit_head(X: np.ndarray, labels, *, epochs: int = 300, seed: int = 0) -> dict
     d = _kth_distance(bank, bank, skip_self=True)  # each bank point without itself
     return {
         "head": head.eval(), "mean": mean, "std": std, "proj": proj, "bank": bank,
-        "threshold": float(np.quantile(d, OOD_QUANTILE)),
+        "threshold": float(np.quantile(d, OOD_QUANTILE)), **extra,
     }  # fmt: skip
 
 
@@ -129,12 +137,17 @@ def _kth_distance(P: np.ndarray, bank: np.ndarray, skip_self: bool = False) -> n
     return out
 
 
-def predict(state: dict, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities [n, classes] and OOD scores [n] (> 1: unlike every training class)."""
+def predict(state: dict, X: np.ndarray, log_fap: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities [n, classes] and OOD scores [n] (> 1: unlike every training class).
+    A head with a periodogram test needs ``log_fap`` of the rows."""
     Z = ((X - state["mean"]) / state["std"]).astype(np.float32)
     with torch.no_grad():
         prob = torch.softmax(state["head"](torch.from_numpy(Z)), 1).numpy()
     ood = _kth_distance(Z @ state["proj"], state["bank"]) / state["threshold"]
+    if "fap_threshold" in state:
+        if log_fap is None:
+            raise StarcurveError("this head also tests periodogram significance: pass log_fap")
+        ood = np.maximum(ood, 10.0 ** (np.asarray(log_fap) - state["fap_threshold"]))
     return prob, ood
 
 
@@ -144,7 +157,8 @@ def save_head(state: dict, folder: Path, meta: dict) -> None:
         tensors[k] = torch.from_numpy(np.ascontiguousarray(state[k], dtype=np.float32))
     atomic_safetensors(tensors, Path(folder) / "head.safetensors")
     atomic_json({"classes": FINE, "taxonomy": TAXONOMY, "threshold": state["threshold"],
-                 "ood_quantile": OOD_QUANTILE, "ood_k": OOD_K, "dim": int(state["mean"].shape[0]), **meta},
+                 "ood_quantile": OOD_QUANTILE, "ood_k": OOD_K, "dim": int(state["mean"].shape[0]),
+                 **{k: state[k] for k in ("fap_threshold",) if k in state}, **meta},
                 Path(folder) / "head.json")  # fmt: skip
 
 
@@ -160,6 +174,7 @@ def load_head(folder: Path) -> dict:
     except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as e:
         raise StarcurveError(f"{folder}: corrupted classifier head ({str(e).splitlines()[0]})") from None
     return {"head": head.eval(), "threshold": meta["threshold"], "classes": meta["classes"],
+            **{k: meta[k] for k in ("fap_threshold",) if k in meta},
             **{k: t[k].numpy() for k in ("mean", "std", "proj", "bank")}}  # fmt: skip
 
 
@@ -170,8 +185,13 @@ def classify_table(model, table: pa.Table, state: dict, batch_size: int = 256, p
     A row whose embedding, probabilities or OOD score is not finite gets no class: it is left out and
     recorded in ``report.removed`` with the reason.
     """
-    X = model.embed_table(table, batch_size=batch_size, progress=progress)
-    prob, ood = predict(state, X)
+    p = log_fap = None
+    if "fap_threshold" in state:
+        p = cached_periods(table, progress=progress)
+        log_fap = log10_false_alarm(table, p)
+    X = model.embed_table(table, batch_size=batch_size, progress=progress,
+                          periods=p if model.config.multiview else None)
+    prob, ood = predict(state, X, log_fap)
     report = report if report is not None else CleanReport(objects_out=table.num_rows)
     ok = report.skip_nonfinite(table, np.column_stack([X, prob, ood]), NONFINITE)
     table, prob, ood = table.filter(pa.array(ok)), prob[ok], ood[ok]

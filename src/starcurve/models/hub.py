@@ -193,10 +193,11 @@ class Model:
                                            band=t.get("band")).float().cpu().numpy()
 
     def embed_table(self, table: pa.Table, *, layers: str | None = None, batch_size: int = 256,
-                    progress: bool = False) -> np.ndarray:
+                    progress: bool = False, periods=None) -> np.ndarray:
         """One vector per row of an already clean table: per view, the mean of its windows' vectors;
         the views side by side. ``layers``: ``last`` or ``weighted`` (default: ``weighted`` for models
-        with learned layer weights, else ``last``)."""
+        with learned layer weights, else ``last``). Multi-view models take the table's ``Periods``
+        when the caller has them (else they are computed, or read from $STARCURVE_CACHE)."""
         cfg = self.config
         layers = layers or self.default_layers
         if table.num_rows == 0:
@@ -205,8 +206,8 @@ class Model:
             w = windows(table, cfg.window, mode="consecutive")
             vec = self.window_vectors(w, layers=layers, batch_size=batch_size, progress=progress)
             return row_means(vec, w.row, table.num_rows)
-        return self._view_vectors(table, cached_periods(table, progress=progress), layers,
-                                  batch_size, progress)
+        p = periods if periods is not None else cached_periods(table, progress=progress)
+        return self._view_vectors(table, p, layers, batch_size, progress)
 
     def _view_vectors(self, table, p, layers, batch_size=256, progress=False) -> np.ndarray:
         """Multi-view models: per row, each view's mean window vector, the views side by side."""
