@@ -7,7 +7,7 @@ by ``starcurve export``::
 
     import onnxruntime as ort
     from starcurve.models.lc_session import StarcurveSession
-    emb = StarcurveSession(ort.InferenceSession("model.onnx"))
+    emb = StarcurveSession(ort.InferenceSession("model.onnx"), band="g")
     vec = emb(time, mag, mag_err)[0, 0, 0]  # (dim,)
 
 Preprocessing is starcurve's own (cleaning, windows, periodogram and folds; ``OnnxModel``), not a
@@ -38,22 +38,35 @@ class StarcurveInputs(InputTensors):
 
 
 class StarcurveSession(SingleBandModel):
-    """``light_curve.embed`` session for a ``starcurve export`` file: ``(time, mag, mag_err)`` in."""
+    """``light_curve.embed`` session for a ``starcurve export`` file: ``(time, mag, mag_err)`` in.
+
+    Multi-band models (``pv1``) embed each band with its band embedding: give the light curve's
+    band name (``band="g"``), or ``bands=[...]`` and a per-point ``band`` array per call, as every
+    ``SingleBandModel``.
+    """
 
     hf_repo = None
     model_outputs = frozenset({"mean"})
 
-    def __init__(self, session, *, bands=None):
+    def __init__(self, session, *, band: str = "unknown", bands=None):
         # the reduction is not used (starcurve cuts its own windows) but the base class needs one
         super().__init__(session, bands=bands, reduction="non-overlapping-windows")
-        self.model = OnnxModel.from_session(session)
+        self.model, self.band = OnnxModel.from_session(session), band
 
     def __call__(self, time, mag, mag_err, band=None) -> np.ndarray:
         """(n_bands, 1, 1, dim); NaN where a band has no usable point."""
-        return super().__call__(np.asarray(time), np.asarray(mag), np.asarray(mag_err), band=band)
+        if (band is None) != (self.bands is None):
+            raise ValueError(f"give a per-point band array exactly when bands are set ({self.bands})")
+        arrays = [np.asarray(a) for a in (time, mag, mag_err)]
+        if self.bands is None:
+            groups = [(self.band, arrays)]
+        else:
+            band = np.asarray(band)
+            groups = [(str(b), [a[band == b] for a in arrays]) for b in self.bands]
+        return np.stack([self.predict_tensors(self.preprocess_lc(*a, band=name)) for name, a in groups])
 
-    def preprocess_lc(self, time, mag, mag_err) -> StarcurveInputs:
-        table, _ = clean(from_arrays([time], [mag], [mag_err]))
+    def preprocess_lc(self, time, mag, mag_err, band: str = "unknown") -> StarcurveInputs:
+        table, _ = clean(from_arrays([time], [mag], [mag_err], band=band))
         return StarcurveInputs(table=table, bool_mask=np.ones((1, len(time)), bool))
 
     def predict_tensors(self, tensors: StarcurveInputs) -> np.ndarray:
