@@ -195,22 +195,36 @@ def test_embed_api_cli_and_sklearn_agree(toy_table, tmp_path):
     assert len(pipe.predict(toy_table)) == 10
 
 
-def test_embed_cli_resumes_from_part_files(toy_table, tmp_path):
+def test_embed_cli_resumes_from_part_files(toy_table, tmp_path, monkeypatch, capsys):
+    from conftest import run_cli
+
     folder = hub.save_model(build(tiny("a1")), tmp_path / "m")
     write_parquet(toy_table, tmp_path / "in.parquet")
-    args = ["--model", str(folder), "--input", str(tmp_path / "in.parquet"), "--output",
-            str(tmp_path / "e.parquet"), "--chunk-rows", "4"]
-    assert CliRunner().invoke(hub.embed_cmd, args).exit_code == 0
+    args = ["embed", "--model", folder, "--input", tmp_path / "in.parquet", "--output",
+            tmp_path / "e.parquet", "--chunk-rows", "4", "--workers", "0"]
+    assert run_cli(args, capsys)[0] == 0
     first = pq.read_table(tmp_path / "e.parquet")
     # an interrupted run leaves part files: a finished part is reused, not recomputed
-    parts = tmp_path / "e.parquet.parts"
-    parts.mkdir()
-    (parts / "manifest.json").write_text(json.dumps({"model": str(folder), "input":
-        str(tmp_path / "in.parquet"), "band": None, "layers": "last", "chunk_rows": 4}))
-    write_parquet(first.slice(0, 4), parts / "part-00000.parquet")
-    (parts / "part-00000.json").write_text(json.dumps({"rows": 4, "skipped": 0, "examples": []}))
-    res = CliRunner().invoke(hub.embed_cmd, args)
-    assert res.exit_code == 0, res.output
+    (tmp_path / "e.parquet").unlink()
+    calls, real = [], hub.embed_partition
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 2 and interrupt:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    interrupt = True
+
+    monkeypatch.setattr(hub, "embed_partition", interrupted)
+    assert run_cli(args, capsys)[0] == 130
+    assert sorted(p.name for p in (tmp_path / "e.parquet.parts").glob("part-*")) == [
+        "part-00000.json", "part-00000.parquet"]
+    calls.clear()
+    interrupt = False
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert len(calls) == 2 and "2/3 partitions computed now" in out  # 10 rows: 4 + 4 + 2
     assert pq.read_table(tmp_path / "e.parquet").equals(first)
 
 

@@ -26,6 +26,7 @@ COMMANDS = {
     "pretrain": ("starcurve.models.pretrain", "pretrain_cmd", "Pretrain the encoder (masked)."),
     "finetune": ("starcurve.models.pretrain", "finetune_cmd", "Self-supervised fine-tune on a pool."),
     "embed": ("starcurve.models.hub", "embed_cmd", "Write per-object embeddings."),
+    "export": ("starcurve.models.export", "export_cmd", "Export a model to ONNX (onnxruntime)."),
     "train": ("starcurve.models.supervised", "train_cmd", "Train an RNN or CNN classifier."),
     "predict": ("starcurve.models.supervised", "predict_cmd", "Per-object classes and probabilities."),
     "classify": ("starcurve.models.classify", "classify_cmd", "Classify with the shipped model."),
@@ -65,6 +66,26 @@ class Columns(click.ParamType):
             raise StarcurveError(
                 f"--columns must look like object_id=oid,time=mjd,mag=m,mag_err=e; got {value!r}"
             ) from None
+
+
+def dask_options(f):
+    """``--chunk-rows``, ``--workers``, ``--threads``, ``--scheduler``: how a per-partition command
+    (``starcurve.parts``) cuts its input and where it runs (docs/scale.md)."""
+    options = [
+        click.option("--chunk-rows", default=2048, show_default=True, type=click.IntRange(1),
+                     help="Light curves per partition (whole Parquet row groups; one output part "
+                          "each)."),
+        click.option("--workers", default=None, type=click.IntRange(0),
+                     help="Dask worker processes of a local cluster [default: one per core]; 0: no "
+                          "Dask, in this process."),
+        click.option("--threads", default=None, type=click.IntRange(1),
+                     help="Threads per Dask worker [default: 1], or of this process when it runs "
+                          "alone [default: every core]."),
+        click.option("--scheduler", default=None, help="Address of a running Dask scheduler."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
 
 
 OUTPUT_FILE, OUTPUT_DIR, OUTPUT_ANY = Output(False), Output(True), Output(None)

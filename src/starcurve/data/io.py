@@ -29,6 +29,7 @@ import itertools
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +88,7 @@ def _read_path(path: Path, columns: Mapping[str, str]) -> pa.Table:
     if not path.exists():
         raise StarcurveError(f"{path}: no such file or folder")
     if path.is_dir():
-        shards = sorted(path.glob("*.parquet"))
+        shards = parquet_files(path) if is_parquet(path) else []
         if shards:
             return pa.concat_tables(list(_shard_tables(shards, _whole)), promote_options="default")
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in TEXT_SUFFIXES)
@@ -111,9 +112,10 @@ def _whole(pf: pq.ParquetFile) -> Iterator[pa.Table]:
 
 
 def _shard_tables(
-    files: list[Path], tables: Callable[[pq.ParquetFile], Iterator[pa.Table]]
-) -> Iterator[pa.Table]:
-    """``tables(shard)`` of each Parquet file, the one way every reader opens Parquet.
+    files: list[Path], tables: Callable[..., Iterator], with_path: bool = False
+) -> Iterator:
+    """``tables(shard)`` (``tables(shard, path)`` with ``with_path``) of each Parquet file, the one
+    way every reader opens Parquet.
 
     A shard that cannot be read is skipped with a warning, unless it is the only one (an error);
     if none can be read, that is an error too.
@@ -122,7 +124,7 @@ def _shard_tables(
     for p in files:
         try:
             with pa.OSFile(os.fsencode(p)) as f:  # bytes: any file name the system allows
-                yield from tables(pq.ParquetFile(f))
+                yield from tables(pq.ParquetFile(f), *([p] if with_path else []))
         except (pa.ArrowInvalid, OSError) as e:
             size = p.stat().st_size if p.is_file() else -1
             why = "the file is empty" if size == 0 else f"not a readable Parquet file ({_first_line(e)})"
@@ -335,7 +337,7 @@ def parquet_files(paths) -> list[Path]:
     for p in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
         p = Path(p)
         if p.is_dir():
-            out += sorted(p.glob("*.parquet"))
+            out += hats_files(p) or sorted(p.glob("*.parquet"))
         elif p.exists():
             out.append(p)
         else:
@@ -385,8 +387,22 @@ def read_chunks(
 
 
 def is_parquet(path: Path) -> bool:
-    """A Parquet file name, or a folder of Parquet shards."""
-    return path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet")))
+    """A Parquet file name, or a folder of Parquet shards (or a HATS catalogue)."""
+    return path.suffix == ".parquet" or (
+        path.is_dir() and (any(path.glob("*.parquet")) or bool(hats_files(path)))
+    )
+
+
+def hats_files(path: Path) -> list[Path]:
+    """The partition files of a HATS catalogue (``dataset/Norder=k/Dir=d/Npix=n.parquet``), by
+    (order, pixel); [] when ``path`` is not one."""
+    if not ((path / "dataset").is_dir() and any((path / n).is_file() for n in HATS_PROPERTIES)):
+        return []
+    files = (path / "dataset").glob("Norder=*/Dir=*/Npix=*.parquet")
+    return sorted(files, key=lambda f: (int(f.parent.parent.name[7:]), int(f.stem[5:])))
+
+
+HATS_PROPERTIES = ("hats.properties", "properties")
 
 
 def parquet_rows(paths) -> int:
@@ -395,3 +411,78 @@ def parquet_rows(paths) -> int:
     for rows in _shard_tables(parquet_files(paths), lambda pf: [pf.metadata.num_rows]):
         total += rows
     return total
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A piece of an input that one task reads: whole row groups of one Parquet file (``row_groups``),
+    or ``rows`` rows of one row group from row ``skip`` on (a row group bigger than a partition), or
+    a whole Parquet file (``row_groups=None``: a long table, whose objects may span row groups), or
+    a non-Parquet input (``rows=None``: read whole). Plain data, so it travels to Dask workers."""
+
+    path: str
+    row_groups: tuple[int, ...] | None
+    rows: int | None
+    skip: int | None = None
+
+
+def partitions(source, *, rows: int = 2048, columns: Mapping[str, str] | None = None) -> list[Partition]:
+    """The partitions of an input, from Parquet footers only: consecutive row groups of each file
+    grouped up to ``rows`` rows; a bigger row group is cut into pieces of ``rows`` rows (each piece
+    streams the group from its start: shards with smaller row groups read faster). Files in name
+    order, rows in file order: the order of the input. Unreadable shards are skipped as ``read``
+    does."""
+    path = Path(source)
+    if not is_parquet(path):
+        read(path, columns=columns)  # a bad input fails here, with read's message
+        return [Partition(str(path), None, None)]
+    time_col = (columns or {}).get(S.TIME, S.TIME)
+
+    def plan(pf: pq.ParquetFile, f: Path) -> Iterator[Partition]:
+        schema = pf.schema_arrow
+        sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
+        if not (time_col in schema.names and pa.types.is_list(schema.field(time_col).type)):
+            yield Partition(str(f), None, sum(sizes))  # long: whole, so no object is cut in two
+            return
+        group, n = [], 0
+        for i, k in enumerate(sizes):
+            if k > rows:  # a big row group: pieces of it
+                if group:
+                    yield Partition(str(f), tuple(group), n)
+                    group, n = [], 0
+                for skip in range(0, k, rows):
+                    yield Partition(str(f), (i,), min(rows, k - skip), skip)
+                continue
+            if group and n + k > rows:
+                yield Partition(str(f), tuple(group), n)
+                group, n = [], 0
+            group.append(i)
+            n += k
+        if group:
+            yield Partition(str(f), tuple(group), n)
+
+    return list(_shard_tables(parquet_files(path), plan, with_path=True))
+
+
+def read_partition(part: Partition, *, band: str | None = None, columns=None) -> pa.Table:
+    """The nested table of one partition (``read``'s normalisation and band filter applied)."""
+    if part.rows is None:
+        return read(part.path, band=band, columns=columns)
+
+    def load(pf: pq.ParquetFile) -> Iterator[pa.Table]:
+        if part.row_groups is None:
+            yield pf.read()
+        elif part.skip is None:
+            yield pf.read_row_groups(list(part.row_groups))
+        else:  # stream the row group up to the piece: memory stays one piece
+            got, seen, end = [], 0, part.skip + part.rows
+            for b in pf.iter_batches(batch_size=part.rows, row_groups=list(part.row_groups)):
+                lo, hi = max(part.skip - seen, 0), min(end - seen, b.num_rows)
+                if hi > lo:
+                    got.append(b.slice(lo, hi - lo))
+                seen += b.num_rows
+                if seen >= end:
+                    break
+            yield pa.Table.from_batches(got) if got else pf.schema_arrow.empty_table()
+
+    return read(next(_shard_tables([Path(part.path)], load)), band=band, columns=columns)

@@ -21,7 +21,9 @@ The head is stored beside the encoder as ``head.json`` + ``head.safetensors`` (n
 
 from __future__ import annotations
 
+import functools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -31,7 +33,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from starcurve.cli import OUTPUT_FILE, columns_option
+from starcurve.cli import OUTPUT_FILE, columns_option, dask_options
 from starcurve.data import schema as S
 from starcurve.data.clean import CleanReport
 from starcurve.data.views import cached_periods, log10_false_alarm
@@ -228,6 +230,35 @@ def classes_per_object(rows: pa.Table, classes: list[str]) -> pa.Table:
     return _class_table(ids, obj.bands, obj.n_obs, obj.values[:, :-1], obj.values[:, -1], classes)
 
 
+@dataclass(frozen=True)
+class ClassifyJob:
+    """``classify_table`` over one input partition (``starcurve.parts``): per-band rows; plain data,
+    so that Dask ships it to workers, which load the model and head once each."""
+
+    model: str | None
+    band: str | None = None
+    columns: dict | None = None
+    min_obs: int = 10
+    threads: int = 1
+
+    def __call__(self, part) -> tuple[pa.Table, dict]:
+        from starcurve.data.clean import clean
+        from starcurve.data.io import read_partition
+        from starcurve.models.hub import load_any
+
+        torch.set_num_threads(self.threads)
+        m = load_any(self.model)
+        chunk = read_partition(part, band=self.band, columns=self.columns)
+        table, rep = clean(chunk, min_obs=self.min_obs)
+        out = classify_table(m, table, _head(str(m.path)), report=rep)
+        return out, {"rows_in": chunk.num_rows, "skipped": rep.removed}
+
+
+@functools.lru_cache(maxsize=4)
+def _head(folder: str) -> dict:
+    return load_head(Path(folder))
+
+
 @click.command("classify")
 @click.option("--input", "input_path", required=True, type=click.Path(), help="Light curves (any readable input).")
 @click.option("--output", required=True, type=OUTPUT_FILE, help="Output Parquet file.")
@@ -236,37 +267,46 @@ def classes_per_object(rows: pa.Table, classes: list[str]) -> pa.Table:
 @columns_option
 @click.option("--min-obs", default=10, show_default=True, help="Skip light curves with fewer points.")
 @click.option("--per-band", is_flag=True, help="One row per (object, band) instead of one per object.")
-def classify_cmd(input_path, output, model, band, columns, min_obs, per_band):
+@dask_options
+def classify_cmd(input_path, output, model, band, columns, min_obs, per_band, chunk_rows, workers,
+                 threads, scheduler):
     """Per object: most likely class, probabilities, and an out-of-distribution flag.
 
     An object observed in several bands gets one answer: its bands' probabilities averaged, weighted
-    by their numbers of points (``--per-band``: one row per band).
+    by their numbers of points (``--per-band``: one row per band). Runs partition by partition, in
+    this process or on Dask, resumably, as ``starcurve embed`` (docs/scale.md); the per-object
+    answers are formed from the merged per-band rows.
     """
-    from starcurve.data.clean import clean
-    from starcurve.data.io import read_chunks, write_parquet
-    from starcurve.models.hub import load_model
+    from starcurve.data.io import partitions, read_parquet, write_parquet
+    from starcurve.models.hub import load_any
+    from starcurve.parts import run, threads_for
 
-    m = load_model(model)
-    state = load_head(m.path)
-    parts, removed, rows_in = [], {}, 0
-    for chunk in read_chunks(input_path, band=band, columns=columns):
-        table, rep = clean(chunk, min_obs=min_obs)
-        parts.append(classify_table(m, table, state, progress=True, report=rep))
-        removed.update(rep.removed)
-        rows_in += chunk.num_rows
-    out = pa.concat_tables(parts)
-    if out.num_rows == 0:
-        raise StarcurveError(f"no light curve of {input_path} could be classified ({_skips(removed)})")
+    parts = partitions(input_path, rows=chunk_rows, columns=columns)  # opens the input
+    threads = threads_for(len(parts), workers, scheduler, threads)
+    torch.set_num_threads(threads)
+    m = load_any(model)
+    state = _head(str(m.path))
+    output = Path(output)
+    rows = output if per_band else output.with_name(output.name + ".per_band.parquet")
+    setup = {"model": str(m.path), "input": str(input_path), "band": band, "min_obs": min_obs,
+             "chunk_rows": chunk_rows, **({"columns": columns} if columns else {})}  # fmt: skip
+    summary = run(ClassifyJob(model, band, columns, min_obs, threads), parts, rows, setup,
+                  workers=workers, threads=threads, scheduler=scheduler, desc="classify",
+                  nothing=f"no light curve of {input_path} could be classified")  # fmt: skip
+    out = read_parquet(rows)
     if not per_band:
         out = classes_per_object(out, state["classes"])
-    write_parquet(out, output)
+        write_parquet(out, output)
+        rows.unlink()
     what = "light curves (object, band)" if per_band else "objects"
     counts = dict(zip(*np.unique(out.column("class").to_numpy(zero_copy_only=False), return_counts=True)))
     n_ood = int(np.sum(out.column("is_ood")))
     click.echo(f"{out.num_rows} classified ({what}) -> {output}; {n_ood} flagged OOD")
     click.echo("classes: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
-    if removed:
-        click.echo(f"skipped {len(removed)} of {rows_in} light curves: {_skips(removed)}")
+    click.echo(f"summary: {summary}")
+    if summary.skipped:
+        click.echo(f"skipped {sum(summary.skipped.values())} of {summary.objects_in} light curves: "
+                   f"{_skips(summary.examples)}")
 
 
 def _skips(removed: dict) -> str:

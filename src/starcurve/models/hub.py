@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -30,21 +29,15 @@ from safetensors.torch import load_file
 from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm.auto import tqdm
 
-from starcurve.cli import OUTPUT_FILE, columns_option
+from starcurve.cli import OUTPUT_FILE, columns_option, dask_options
 from starcurve.data import schema as S
 from starcurve.data.clean import CleanReport, clean
-from starcurve.data.io import (
-    is_parquet,
-    parquet_rows,
-    read,
-    read_chunks,
-    read_parquet,
-    write_parquet,
-)
+from starcurve.data.io import Partition, partitions, read, read_partition
 from starcurve.data.views import band_index, cached_periods, view_windows
 from starcurve.data.windows import windows
 from starcurve.errors import StarcurveError, read_json_object
 from starcurve.models.encoder import Encoder, EncoderConfig
+from starcurve.parts import run, threads_for
 from starcurve.train.loop import atomic_json, atomic_safetensors
 
 log = logging.getLogger("starcurve")
@@ -179,18 +172,25 @@ class Model:
         order = order[finite[order]]
         template = self.config.template if view.startswith("fold") else 0
         out = np.full((len(count), self._view_dim(view)), np.nan, np.float32)
-        dev = next(self.encoder.parameters()).device
         for s in tqdm(range(0, len(order), batch_size), disable=not progress, desc="embed",
                       unit="batch"):
             idx = order[s : s + batch_size]
             n = max(int(count[idx].max()), 1)
-            b = [torch.from_numpy(np.ascontiguousarray(a[idx, :n])).to(dev)
-                 for a in (w.time, w.mag, w.mask, w.err)]
-            extra = {k: torch.from_numpy(v[idx]).to(dev) for k, v in (("ctx", ctx), ("band", band))
-                     if v is not None}
-            out[idx] = self.encoder.window_vectors(*b[:3], b[3], layers=layers, view=view,
-                                                   template=template, **extra).float().cpu().numpy()
+            batch = {k: np.ascontiguousarray(a[idx, :n])
+                     for k, a in (("time", w.time), ("mag", w.mag), ("mask", w.mask), ("err", w.err))}
+            batch.update((k, v[idx]) for k, v in (("ctx", ctx), ("band", band)) if v is not None)
+            out[idx] = self.network(batch, layers=layers, view=view, template=template)
         return out
+
+    def network(self, batch: dict[str, np.ndarray], *, layers: str, view: str,
+                template: int) -> np.ndarray:
+        """The encoder on one batch of padded windows (numpy in, float32 numpy out): the one step
+        that an exported model (``starcurve.models.export.OnnxModel``) runs in onnxruntime instead."""
+        dev = next(self.encoder.parameters()).device
+        t = {k: torch.from_numpy(v).to(dev) for k, v in batch.items()}
+        return self.encoder.window_vectors(t["time"], t["mag"], t["mask"], t["err"], layers=layers,
+                                           view=view, template=template, ctx=t.get("ctx"),
+                                           band=t.get("band")).float().cpu().numpy()
 
     def embed_table(self, table: pa.Table, *, layers: str | None = None, batch_size: int = 256,
                     progress: bool = False, periods=None) -> np.ndarray:
@@ -254,14 +254,13 @@ class Model:
         Objects that cleaning removes, or whose embedding is not finite, are skipped and reported
         (log warning, ``last_report.removed``: "object_id/band" -> reason).
         """
-        table, report = clean(read(source, band=band, columns=columns))
-        vec = self.embed_table(table, layers=layers, batch_size=batch_size, progress=progress)
-        ok = report.skip_nonfinite(table, vec, NONFINITE)
+        out, report = embed_partition(self, read(source, band=band, columns=columns), layers=layers,
+                                      batch_size=batch_size, progress=progress)
         self.last_report = report
         if report.removed:
             log.warning("skipped %d light curve(s), e.g. %s", len(report.removed),
                         _examples(report.removed))
-        return embedding_table(table.filter(pa.array(ok)), vec[ok])
+        return out
 
 
 NONFINITE = "the embedding is not finite (NaN or infinite); not embedded"
@@ -322,75 +321,93 @@ class Embedder(BaseEstimator, TransformerMixin):
 # ---------------------------------------------------------------- the `embed` command
 
 
+def embed_partition(model: Model, source, *, layers: str | None = None, batch_size: int = 256,
+                    progress: bool = False) -> tuple[pa.Table, CleanReport]:
+    """The per-partition step of ``starcurve embed``: read (anything ``read`` accepts: a table, a
+    pandas / nested-pandas partition with list columns), clean, embed; returns (object_id, band,
+    embedding) for the good rows in input order, and the cleaning report (``report.removed``:
+    "object_id/band" -> why each other row was skipped).
+
+    Any ``map_partitions`` can call it (docs/scale.md shows LSDB / nested-pandas)."""
+    table, report = clean(read(source))
+    vec = model.embed_table(table, layers=layers, batch_size=batch_size, progress=progress)
+    ok = report.skip_nonfinite(table, vec, NONFINITE)
+    return embedding_table(table.filter(pa.array(ok)), vec[ok]), report
+
+
+_LOADED: dict = {}  # per process (a Dask worker): (model path, its mtime) -> loaded model
+
+
+def load_any(path: str | os.PathLike | None, threads: int | None = None) -> Model:
+    """A model folder (``load_model``) or an exported ``.onnx`` file (``OnnxModel``), loaded once
+    per process (again if the folder or file changed)."""
+    key = (str(path), Path(path).stat().st_mtime_ns if path and Path(path).exists() else 0)
+    if key not in _LOADED:
+        if str(path).endswith(".onnx"):
+            from starcurve.models.export import OnnxModel
+
+            _LOADED[key] = OnnxModel.load(path, threads=threads)
+        else:
+            _LOADED[key] = load_model(path)
+    return _LOADED[key]
+
+
+@dataclass(frozen=True)
+class EmbedJob:
+    """``embed_partition`` over one input partition; plain data, so that Dask ships it to workers,
+    which load the model once each (``load_any``)."""
+
+    model: str | None
+    layers: str
+    batch_size: int = 256
+    band: str | None = None
+    columns: dict | None = None
+    threads: int = 1
+
+    def __call__(self, part: Partition) -> tuple[pa.Table, dict]:
+        torch.set_num_threads(self.threads)
+        table = read_partition(part, band=self.band, columns=self.columns)
+        out, report = embed_partition(load_any(self.model, self.threads), table,
+                                      layers=self.layers, batch_size=self.batch_size)
+        return out, {"rows_in": table.num_rows, "skipped": report.removed}
+
+
 @click.command("embed")
-@click.option("--model", "model_dir", default=None, help="Model folder (default: the shipped model).")
-@click.option("--input", "input_path", required=True, help="Light curves: Parquet file/folder or text files.")
+@click.option("--model", "model_dir", default=None,
+              help="Model folder or exported .onnx file (default: the shipped model).")
+@click.option("--input", "input_path", required=True,
+              help="Light curves: Parquet file, folder of Parquet shards (a HATS catalogue's too), "
+                   "or text files.")
 @click.option("--output", "output", required=True, type=OUTPUT_FILE, help="OUT.parquet")
 @click.option("--band", default=None, help="Only this band.")
 @columns_option
 @click.option("--layers", type=click.Choice(["last", "weighted"]), default=None,
               help="Readout: last layer, or the weighted mix of every layer [default: the model's].")
 @click.option("--batch-size", default=256, show_default=True, type=int, help="Windows per forward pass.")
-@click.option("--chunk-rows", default=2048, show_default=True, type=int, help="Light curves per part file.")
-@click.option("--threads", default=None, type=int, help="torch CPU threads.")
-def embed_cmd(model_dir, input_path, output, band, columns, layers, batch_size, chunk_rows, threads) -> None:
-    """Write one embedding per (object, band): object_id, band, embedding (resumable).
+@dask_options
+def embed_cmd(model_dir, input_path, output, band, columns, layers, batch_size, chunk_rows,
+              workers, threads, scheduler) -> None:
+    """Write one embedding per (object, band): object_id, band, embedding; resumable, on Dask.
 
-    Finished parts are kept in OUTPUT.parts/ so that an interrupted run (Ctrl-C, kill) resumes; a run
-    that fails with an error removes them, so that it never blocks the corrected run.
+    Each input partition (--chunk-rows light curves) becomes one part in OUTPUT.parts/, kept until
+    the end, so that an interrupted run (Ctrl-C, kill -9 of the command or of a worker) re-run with
+    the same command computes only the missing parts; a run that fails with an error removes them,
+    so that it never blocks the corrected run. The output keeps the input order (files by name,
+    rows in file order); skipped light curves are counted by reason. docs/scale.md has the details.
     """
-    if threads:
-        torch.set_num_threads(threads)
-    model = load_model(model_dir)
+    parts = partitions(input_path, rows=chunk_rows, columns=columns)  # opens the input
+    threads = threads_for(len(parts), workers, scheduler, threads)
+    torch.set_num_threads(threads)
+    model = load_any(model_dir, threads)
     layers = layers or model.default_layers
-    output = Path(output)
-    parts = output.with_name(output.name + ".parts")
     setup = {"model": str(model.path), "input": str(input_path), "band": band, "layers": layers,
              "chunk_rows": chunk_rows, **({"columns": columns} if columns else {})}
-    manifest = parts / "manifest.json"
-    total = parquet_rows(input_path) if is_parquet(Path(input_path)) else None  # opens the input
-    if manifest.exists() and read_json_object(manifest, "manifest") != setup:
-        raise StarcurveError(f"{parts} holds a run with other options; delete it or repeat them")
-    t0 = time.time()
-    try:
-        atomic_json(setup, manifest)
-        chunks = read_chunks(input_path, band=band, columns=columns, batch_rows=chunk_rows)
-        files, removed = _embed_parts(model, chunks, parts, total, layers, batch_size)
-        merged = pa.concat_tables([read_parquet(f) for f in files]) if files else None
-        if merged is None or merged.num_rows == 0:
-            why = _examples(removed.get("examples", {}))
-            raise StarcurveError(f"{input_path}: no light curve could be embedded ({why})")
-        write_parquet(merged, output)
-    except Exception:
-        shutil.rmtree(parts, ignore_errors=True)
-        raise
-    shutil.rmtree(parts)
-    click.echo(f"wrote {merged.num_rows} embeddings (dim {model.dim}) to {output}; "
-               f"{time.time() - t0:.1f} s")
-    if removed:
-        click.echo(f"skipped {removed['count']} light curve(s): {_examples(removed['examples'])}")
-
-
-def _embed_parts(model, chunks, parts: Path, total, layers: str, batch_size: int):
-    """Embed chunk after chunk into parts/part-NNNNN.parquet (+ .json); finished parts are kept.
-
-    Returns the part files and what was skipped: {"count": n, "examples": {"object_id/band": why}}.
-    """
-    files, count, examples = [], 0, {}
-    with tqdm(total=total, desc="embed", unit="LC", dynamic_ncols=True) as bar:
-        for i, chunk in enumerate(chunks):
-            part, info = parts / f"part-{i:05d}.parquet", parts / f"part-{i:05d}.json"
-            if not (part.exists() and info.exists()):  # done before an interruption: skip
-                table, report = clean(chunk)
-                vec = model.embed_table(table, layers=layers, batch_size=batch_size)
-                ok = report.skip_nonfinite(table, vec, NONFINITE)
-                write_parquet(embedding_table(table.filter(pa.array(ok)), vec[ok]), part)
-                atomic_json({"rows": int(ok.sum()), "skipped": len(report.removed),
-                             "examples": dict(list(report.removed.items())[:5])}, info)
-            files.append(part)
-            meta = read_json_object(info, "part summary")
-            count += meta["skipped"]
-            more = meta["examples"] if isinstance(meta["examples"], dict) else {}
-            examples.update(list(more.items())[: max(0, 5 - len(examples))])
-            bar.update(chunk.num_rows)
-    return files, ({"count": count, "examples": examples} if count else {})
+    job = EmbedJob(model_dir, layers, batch_size, band, columns, threads)
+    summary = run(job, parts, output, setup, workers=workers, threads=threads, scheduler=scheduler,
+                  desc="embed", nothing=f"{input_path}: no light curve could be embedded")
+    click.echo(f"wrote {summary.written} embeddings (dim {model.dim}) to {output}; "
+               f"{summary.seconds:.1f} s")
+    click.echo(f"summary: {summary}")
+    if summary.skipped:
+        click.echo(f"skipped {sum(summary.skipped.values())} light curve(s): "
+                   f"{_examples(summary.examples)}")

@@ -14,6 +14,7 @@ summary) and ``model.safetensors``; loading never executes code. Light curves wi
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -30,14 +31,13 @@ import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-from tqdm.auto import tqdm
 
-from starcurve.cli import OUTPUT_DIR, OUTPUT_FILE, columns_option
+from starcurve.cli import OUTPUT_DIR, OUTPUT_FILE, columns_option, dask_options
 from starcurve.data import schema as S
 from starcurve.data.augment import AugmentConfig, balance, batch_augment, crop
 from starcurve.data.clean import clean
 from starcurve.data.deltas import cnn_input
-from starcurve.data.io import read, read_chunks, write_parquet
+from starcurve.data.io import read, write_parquet
 from starcurve.errors import StarcurveError, read_json_object
 from starcurve.models.cnn import CNNClassifier, CNNConfig
 from starcurve.models.per_object import per_object
@@ -519,6 +519,33 @@ def _predictions(ids, bands, labels, n_obs, proba, reasons, classes) -> pa.Table
     return pa.table(cols)
 
 
+@dataclass(frozen=True)
+class PredictJob:
+    """``prediction_table`` over one input partition (``starcurve.parts``); the output keeps the
+    skipped rows with their ``skip_reason``. Plain data for Dask; each worker loads the model once."""
+
+    model: str
+    band: str | None = None
+    columns: dict | None = None
+    threads: int = 1
+
+    def __call__(self, part) -> tuple[pa.Table, dict]:
+        from starcurve.data.io import read_partition
+
+        torch.set_num_threads(self.threads)
+        table = read_partition(part, band=self.band, columns=self.columns)
+        out = prediction_table(_loaded(self.model), table)
+        why = out.column("skip_reason").to_pylist()
+        keys = [f"{i}/{b}" for i, b in zip(out.column(S.ID).to_pylist(), out.column(S.BAND).to_pylist())]
+        skipped = {k: w for k, w in zip(keys, why) if w is not None}
+        return out, {"rows_in": table.num_rows, "skipped": skipped, "answers": out.num_rows - len(skipped)}
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded(model_dir: str) -> torch.nn.Module:
+    return load(model_dir)
+
+
 @click.command("predict")
 @click.option("--model", "model_dir", required=True, type=click.Path(), help="Model folder from 'train'.")
 @click.option("--input", "input_path", required=True, type=click.Path(), help="Light curves to classify.")
@@ -526,25 +553,36 @@ def _predictions(ids, bands, labels, n_obs, proba, reasons, classes) -> pa.Table
 @click.option("--band", default=None, help="Only rows of this band.")
 @columns_option
 @click.option("--per-band", is_flag=True, help="One row per (object, band) instead of one per object.")
-def predict_cmd(model_dir, input_path, output, band, columns, per_band) -> None:
+@dask_options
+def predict_cmd(model_dir, input_path, output, band, columns, per_band, chunk_rows, workers, threads,
+                scheduler) -> None:
     """Per object: class and probabilities (or the reason it was not classified).
 
     An object observed in several bands gets one answer: its bands' probabilities averaged, weighted
-    by their numbers of points (``--per-band``: one row per band).
+    by their numbers of points (``--per-band``: one row per band). Runs partition by partition, in
+    this process or on Dask, resumably, as ``starcurve embed`` (docs/scale.md).
     """
-    model = load(model_dir)
-    parts, chunks = [], read_chunks(input_path, band=band, columns=columns)
-    with tqdm(desc="predict", unit="LC", dynamic_ncols=True) as bar:
-        for table in chunks:
-            parts.append(prediction_table(model, table))
-            bar.update(table.num_rows)
-    if not parts:
-        raise StarcurveError(f"{input_path}: no light curves" + (f" in band {band}" if band else ""))
-    out = pa.concat_tables(parts)
+    from starcurve.data.io import partitions, read_parquet
+    from starcurve.parts import run, threads_for
+
+    parts = partitions(input_path, rows=chunk_rows, columns=columns)  # opens the input
+    threads = threads_for(len(parts), workers, scheduler, threads)
+    torch.set_num_threads(threads)
+    model = _loaded(str(model_dir))
+    output = Path(output)
+    rows = output if per_band else output.with_name(output.name + ".per_band.parquet")
+    setup = {"model": str(model_dir), "input": str(input_path), "band": band,
+             "chunk_rows": chunk_rows, **({"columns": columns} if columns else {})}  # fmt: skip
+    summary = run(PredictJob(str(model_dir), band, columns, threads), parts, rows, setup,
+                  workers=workers, threads=threads, scheduler=scheduler, desc="predict",
+                  nothing=f"{input_path}: no light curves" + (f" in band {band}" if band else ""))
+    out = read_parquet(rows)
     if not per_band:
         out = predictions_per_object(out, model.cfg.classes)
-    write_parquet(out, output)
+        write_parquet(out, output)
+        rows.unlink()
     skipped = int(out.column("class").null_count)
     what = "light curves (object, band)" if per_band else "objects"
     click.echo(f"{out.num_rows - skipped} classified, {skipped} skipped ({what}; see skip_reason); "
                f"wrote {output}")
+    click.echo(f"summary: {summary}")
