@@ -74,7 +74,7 @@ def section_throughput(args, res: dict, tmp: Path) -> None:
     round of each is compared (the least disturbed), every round is kept."""
     data = sims(tmp / "tp", args.n, args.chunk)
     parts = partitions(data, rows=args.chunk)
-    onnx = tmp / "sc1.onnx"
+    onnx = tmp / "model.onnx"
     subprocess.run([*CLI, "export", "--output", onnx], check=True)
     layers = load_model().default_layers
     runs = {name: [] for name in CONFIGS}
@@ -99,7 +99,7 @@ def section_throughput(args, res: dict, tmp: Path) -> None:
 
     res["throughput"] = {
         "objects": args.n, "partitions": len(parts), "survey": "ztf (simulated, seed 13)",
-        "model": "shipped sc1", "rounds": args.rounds, "best_objects_per_s": best, "runs": runs,
+        "model": f"shipped {load_model().config.name}", "rounds": args.rounds, "best_objects_per_s": best, "runs": runs,
         "ratio_2_workers_over_1": r("torch_dask_2_workers", "torch_dask_1_worker"),
         "ratio_onnx_over_torch_in_process": r("onnx_in_process", "torch_in_process"),
         "ratio_onnx_2_workers_over_1": r("onnx_dask_2_workers", "onnx_dask_1_worker"),
