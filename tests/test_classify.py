@@ -76,6 +76,30 @@ def test_a_light_curve_without_a_significant_period_is_flagged(tmp_path):
         C.predict(state, X)
 
 
+def test_outlier_exposure_flags_what_it_was_shown_and_little_else(tmp_path):
+    """Non-variables sit close to a training class (as constants sit among low-amplitude variables),
+    too close for the distance test; shown at training time (outlier exposure), new draws of them
+    are flagged, and the training objects stay near the 99th-percentile rate."""
+    rng = np.random.default_rng(5)
+    X, y, centres = clusters(rng)
+    labels = ["Mira" if c == "LPV" else c for c in y]
+    shift = np.zeros(X.shape[1], np.float32)
+    shift[0] = 2.5  # off the RRab cluster by 2.5 of its standard deviations, along one axis
+
+    def draw(n):
+        return (centres["RRab"] + rng.normal(0, 1, (n, X.shape[1])) + shift).astype(np.float32)
+
+    out, fresh = draw(200), draw(40)
+    plain = C.fit_head(X, labels, epochs=20)
+    exposed = C.fit_head(X, labels, epochs=20, outliers=out)
+    assert (C.predict(plain, fresh)[1] > 1).mean() <= 0.5  # distances alone miss most of them
+    assert (C.predict(exposed, fresh)[1] > 1).mean() >= 0.7
+    assert (C.predict(exposed, X)[1] > 1).mean() <= 0.05
+    C.save_head(exposed, tmp_path, {})
+    back = C.load_head(tmp_path)
+    np.testing.assert_allclose(C.predict(back, fresh)[1], C.predict(exposed, fresh)[1], rtol=1e-5)
+
+
 def test_unusable_labels_give_a_clear_error():
     with pytest.raises(StarcurveError, match="taxonomy"):
         C.fit_head(np.zeros((20, 4), np.float32), ["BCEP"] * 20)

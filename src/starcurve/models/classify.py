@@ -13,8 +13,10 @@ Nearest neighbours follow the shape of each class (many classes are not one blob
 bank of training points (at most 8,192, projected on 32 principal axes) ships in the head file.
 A head trained with periodogram significances (``fit_head(..., log_fap=...)``) also flags a light
 curve whose best periodogram peak is less significant (false-alarm probability, ``data.views``) than
-that of 99% of the training variables: the score is the larger of the two ratios. Distances alone
-miss constant stars, whose embeddings sit among the low-amplitude variables.
+that of 99% of the training variables; one trained with ``outliers`` (outlier exposure: simulated
+constant stars and quasars) also flags a light curve that a logistic regression of outliers against
+training objects scores above 99% of the training objects. The score is the largest of the ratios.
+Distances alone miss constant stars, whose embeddings sit among the low-amplitude variables.
 
 The head is stored beside the encoder as ``head.json`` + ``head.safetensors`` (no pickle).
 """
@@ -83,9 +85,11 @@ class Head(torch.nn.Module):
 
 
 def fit_head(X: np.ndarray, labels, *, epochs: int = 300, seed: int = 0,
-             log_fap: np.ndarray | None = None) -> dict:
+             log_fap: np.ndarray | None = None, outliers: np.ndarray | None = None) -> dict:
     """Train the head on embeddings ``X`` with survey ``labels``; return everything ``predict`` needs.
-    ``log_fap`` (log10 false-alarm probability per row) adds the periodogram test of the OOD score."""
+    ``log_fap`` (log10 false-alarm probability per row) adds the periodogram test of the OOD score;
+    ``outliers`` (embeddings of light curves of no training class, e.g. simulated constant stars and
+    quasars) adds a learned test: a logistic regression of outliers against the training objects."""
     allowed, usable = label_sets(labels)
     if usable.sum() < 10:
         raise StarcurveError("fewer than 10 objects carry a label of the taxonomy; cannot train a head")
@@ -119,10 +123,30 @@ def fit_head(X: np.ndarray, labels, *, epochs: int = 300, seed: int = 0,
     P = Z @ proj
     bank = P[np.sort(np.random.default_rng(seed).permutation(len(P))[:BANK_SIZE])]
     d = _kth_distance(bank, bank, skip_self=True)  # each bank point without itself
+    if outliers is not None:
+        extra.update(_fit_exposure(Z, (outliers.astype(np.float32) - mean) / std))
     return {
         "head": head.eval(), "mean": mean, "std": std, "proj": proj, "bank": bank,
         "threshold": float(np.quantile(d, OOD_QUANTILE)), **extra,
     }  # fmt: skip
+
+
+def _fit_exposure(Z: np.ndarray, Zout: np.ndarray) -> dict:
+    """Outlier exposure: logistic regression of outliers (1) against training objects (0), on the
+    standardised embeddings; its threshold is the 99th percentile of the training objects' score."""
+    from sklearn.linear_model import LogisticRegression
+
+    y = np.r_[np.zeros(len(Z)), np.ones(len(Zout))]
+    clf = LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced").fit(np.vstack([Z, Zout]), y)
+    w, b = clf.coef_[0].astype(np.float32), float(clf.intercept_[0])
+    return {"exposure_w": w, "exposure_b": b,
+            "exposure_threshold": float(np.quantile(_exposure(Z, w, b), OOD_QUANTILE))}
+
+
+def _exposure(Z: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
+    from scipy.special import expit
+
+    return expit(Z @ w + b)
 
 
 def _kth_distance(P: np.ndarray, bank: np.ndarray, skip_self: bool = False) -> np.ndarray:
@@ -148,17 +172,22 @@ def predict(state: dict, X: np.ndarray, log_fap: np.ndarray | None = None) -> tu
         if log_fap is None:
             raise StarcurveError("this head also tests periodogram significance: pass log_fap")
         ood = np.maximum(ood, 10.0 ** (np.asarray(log_fap) - state["fap_threshold"]))
+    if "exposure_w" in state:
+        p_out = _exposure(Z, state["exposure_w"], state["exposure_b"])
+        ood = np.maximum(ood, p_out / state["exposure_threshold"])
     return prob, ood
 
 
 def save_head(state: dict, folder: Path, meta: dict) -> None:
     tensors = {f"head.{k}": v for k, v in state["head"].state_dict().items()}
-    for k in ("mean", "std", "proj", "bank"):
-        tensors[k] = torch.from_numpy(np.ascontiguousarray(state[k], dtype=np.float32))
+    for k in ("mean", "std", "proj", "bank", "exposure_w"):
+        if k in state:
+            tensors[k] = torch.from_numpy(np.ascontiguousarray(state[k], dtype=np.float32))
     atomic_safetensors(tensors, Path(folder) / "head.safetensors")
     atomic_json({"classes": FINE, "taxonomy": TAXONOMY, "threshold": state["threshold"],
                  "ood_quantile": OOD_QUANTILE, "ood_k": OOD_K, "dim": int(state["mean"].shape[0]),
-                 **{k: state[k] for k in ("fap_threshold",) if k in state}, **meta},
+                 **{k: state[k] for k in ("fap_threshold", "exposure_b", "exposure_threshold")
+                    if k in state}, **meta},
                 Path(folder) / "head.json")  # fmt: skip
 
 
@@ -174,8 +203,8 @@ def load_head(folder: Path) -> dict:
     except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as e:
         raise StarcurveError(f"{folder}: corrupted classifier head ({str(e).splitlines()[0]})") from None
     return {"head": head.eval(), "threshold": meta["threshold"], "classes": meta["classes"],
-            **{k: meta[k] for k in ("fap_threshold",) if k in meta},
-            **{k: t[k].numpy() for k in ("mean", "std", "proj", "bank")}}  # fmt: skip
+            **{k: meta[k] for k in ("fap_threshold", "exposure_b", "exposure_threshold") if k in meta},
+            **{k: t[k].numpy() for k in ("mean", "std", "proj", "bank", "exposure_w") if k in t}}  # fmt: skip
 
 
 def classify_table(model, table: pa.Table, state: dict, batch_size: int = 256, progress: bool = False,
