@@ -52,7 +52,8 @@ def cores() -> int:
 
 @dataclass
 class Summary:
-    """What a run did: objects in, written, skipped by reason, time and the cores it had."""
+    """What a run did: light curves ((object, band) rows) in, written, skipped by reason, time and
+    the cores it had."""
 
     partitions: int = 0
     computed: int = 0  # partitions computed in this run (the others were done before)
@@ -90,9 +91,9 @@ class Summary:
 
     def __str__(self) -> str:
         why = ", ".join(f"{k}: {v}" for k, v in self.skipped.most_common()) or "none"
-        return (f"{self.objects_in} objects in, {self.written} written, "
+        return (f"{self.objects_in} light curves in, {self.written} written, "
                 f"{sum(self.skipped.values())} skipped ({why}); {self.seconds:.1f} s, "
-                f"{self.per_core_second():.1f} objects per core-second ({self.cores} cores, "
+                f"{self.per_core_second():.1f} light curves per core-second ({self.cores} cores, "
                 f"{self.computed}/{self.partitions} partitions computed now)")  # fmt: skip
 
 
