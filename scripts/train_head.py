@@ -26,7 +26,6 @@ from sklearn.metrics import f1_score
 from starcurve import clean, read
 from starcurve.data import schema as S
 from starcurve.data.simulate import simulate
-from starcurve.data.views import cached_periods, log10_false_alarm
 from starcurve.eval.fewshot import test_object_ids
 from starcurve.models import classify as C
 from starcurve.models.hub import load_model
@@ -48,13 +47,6 @@ def labeled(shared: Path, test: set[str]) -> tuple[pa.Table, pa.Table]:
     return pa.concat_tables(train), pa.concat_tables(held)
 
 
-def embed(model, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings and log10 false-alarm probabilities of the periodogram peak, one periodogram each."""
-    p = cached_periods(table, progress=True)
-    X = model.embed_table(table, progress=True, periods=p if model.config.multiview else None)
-    return X, log10_false_alarm(table, p)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="src/starcurve/resources/models/default")
@@ -65,19 +57,20 @@ def main() -> None:
     model = load_model(folder)
     test = test_object_ids(shared / "asas_acvs.parquet", "V") | test_object_ids(shared / "eros_lmc.parquet", "R")
     train, held = labeled(shared, test)
-    X, fap = embed(model, train)
+    X, fap = C.head_inputs(model, train, progress=True)
     labels = train.column(S.LABEL).to_pylist()
     # outlier exposure: simulated constant stars and quasars at both surveys' cadences (seed 2; the
     # evaluation below uses other draws, seed 1)
-    outliers = np.vstack([embed(model, clean(simulate(s, 1000, [c], seed=2), min_obs=10)[0])[0]
-                          for s in ("asas", "eros") for c in ("constant", "QSO")])
+    sims = [clean(simulate(s, 1000, [c], seed=2), min_obs=10)[0]
+            for s in ("asas", "eros") for c in ("constant", "QSO")]
+    outliers = np.vstack([C.head_inputs(model, t, fap=False)[0] for t in sims])
     state = C.fit_head(X, labels, seed=args.seed, log_fap=fap, outliers=outliers)
     _, usable = C.label_sets(labels)
     C.save_head(state, folder, {"trained_on": int(usable.sum()), "seed": args.seed,
                                 "command": "python scripts/train_head.py " + " ".join(
                                     f"--{k} {v}" for k, v in vars(args).items())})  # fmt: skip
 
-    prob, ood = C.predict(state, *embed(model, held))
+    prob, ood = C.predict(state, *C.head_inputs(model, held))
     pred = np.array(C.FINE)[prob.argmax(1)]
     lab = held.column(S.LABEL).to_pylist()
     allowed, usable = C.label_sets(lab)
@@ -97,7 +90,7 @@ def main() -> None:
     for survey in ("asas", "eros"):  # cadences and noise of both surveys, classes never trained on
         for cls in ("constant", "QSO"):
             sim, _ = clean(simulate(survey, 300, [cls], seed=1), min_obs=10)
-            _, o = C.predict(state, *embed(model, sim))
+            _, o = C.predict(state, *C.head_inputs(model, sim))
             report[f"simulated_{survey}_{cls}_flagged_ood"] = float((o > 1).mean())
     atomic_json(report, folder / "head_eval.json")
     print(json.dumps(report, indent=1))

@@ -56,6 +56,7 @@ TAXONOMY: dict[str, tuple[str, ...]] = {
     "LPV_WoodD": ("LPV",),
 }  # fmt: skip
 OOD_QUANTILE = 0.99
+OPTIONAL_OOD = ("fap_threshold", "exposure_b", "exposure_threshold")  # head.json keys of extra tests
 PCA_DIMS = 32
 OOD_K = 10
 BANK_SIZE = 8192
@@ -186,8 +187,7 @@ def save_head(state: dict, folder: Path, meta: dict) -> None:
     atomic_safetensors(tensors, Path(folder) / "head.safetensors")
     atomic_json({"classes": FINE, "taxonomy": TAXONOMY, "threshold": state["threshold"],
                  "ood_quantile": OOD_QUANTILE, "ood_k": OOD_K, "dim": int(state["mean"].shape[0]),
-                 **{k: state[k] for k in ("fap_threshold", "exposure_b", "exposure_threshold")
-                    if k in state}, **meta},
+                 **{k: state[k] for k in OPTIONAL_OOD if k in state}, **meta},
                 Path(folder) / "head.json")  # fmt: skip
 
 
@@ -203,8 +203,17 @@ def load_head(folder: Path) -> dict:
     except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as e:
         raise StarcurveError(f"{folder}: corrupted classifier head ({str(e).splitlines()[0]})") from None
     return {"head": head.eval(), "threshold": meta["threshold"], "classes": meta["classes"],
-            **{k: meta[k] for k in ("fap_threshold", "exposure_b", "exposure_threshold") if k in meta},
+            **{k: meta[k] for k in OPTIONAL_OOD if k in meta},
             **{k: t[k].numpy() for k in ("mean", "std", "proj", "bank", "exposure_w") if k in t}}  # fmt: skip
+
+
+def head_inputs(model, table: pa.Table, *, fap: bool = True, batch_size: int = 256,
+                progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Embeddings of the rows of a clean table and, with ``fap``, the log10 false-alarm probability
+    of each row's periodogram peak (one periodogram serves both when the model folds)."""
+    p = cached_periods(table, progress=progress) if fap else None
+    X = model.embed_table(table, batch_size=batch_size, progress=progress, periods=p)
+    return X, (log10_false_alarm(table, p) if fap else None)
 
 
 def classify_table(model, table: pa.Table, state: dict, batch_size: int = 256, progress: bool = False,
@@ -214,12 +223,8 @@ def classify_table(model, table: pa.Table, state: dict, batch_size: int = 256, p
     A row whose embedding, probabilities or OOD score is not finite gets no class: it is left out and
     recorded in ``report.removed`` with the reason.
     """
-    p = log_fap = None
-    if "fap_threshold" in state:
-        p = cached_periods(table, progress=progress)
-        log_fap = log10_false_alarm(table, p)
-    X = model.embed_table(table, batch_size=batch_size, progress=progress,
-                          periods=p if model.config.multiview else None)
+    X, log_fap = head_inputs(model, table, fap="fap_threshold" in state, batch_size=batch_size,
+                             progress=progress)
     prob, ood = predict(state, X, log_fap)
     report = report if report is not None else CleanReport(objects_out=table.num_rows)
     ok = report.skip_nonfinite(table, np.column_stack([X, prob, ood]), NONFINITE)
