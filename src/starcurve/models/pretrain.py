@@ -353,6 +353,8 @@ def _train_options(f):
         click.option("--batch-size", default=64, show_default=True, type=int),
         click.option("--lr", type=float, default=None, help="Peak learning rate."),
         click.option("--warmup", default=None, type=int, help="Warm-up steps."),
+        click.option("--decay", type=click.Choice(["constant", "cosine"]), default="constant",
+                     show_default=True, help="Learning rate after warm-up (cosine: down to lr/100 at --steps)."),
         click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default="adam",
                      show_default=True),
         click.option("--weight-decay", default=0.0, show_default=True, type=float),
@@ -382,7 +384,7 @@ def _launch(model, out, opts: dict, meta: dict, lr: float, warmup: int, desc: st
     exclude = read_ids(opts["exclude_ids"])
     tcfg = TrainConfig(
         steps=opts["steps"], lr=lr, optimizer=opts["optimizer"], weight_decay=opts["weight_decay"],
-        betas=(0.9, 0.98), eps=1e-9, warmup=warmup, clip=opts["clip"], log_every=25,
+        betas=(0.9, 0.98), eps=1e-9, warmup=warmup, decay=opts["decay"], clip=opts["clip"], log_every=25,
         ckpt_every=opts["ckpt_every"], eval_every=opts["eval_every"] if opts["val_data"] else 0,
         seed=opts["seed"],
     )

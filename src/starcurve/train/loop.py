@@ -39,6 +39,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-9
     warmup: int = 100
+    decay: str = "constant"  # after warm-up: "constant", or "cosine" down to lr/100 at the last step
     clip: float = 1.0
     log_every: int = 25
     ckpt_every: int = 200
@@ -162,7 +163,12 @@ def train(
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    lr_at = lambda s: cfg.lr * min(1.0, (s + 1) / max(cfg.warmup, 1))  # noqa: E731
+    def lr_at(s: int) -> float:
+        if s < cfg.warmup or cfg.decay == "constant":
+            return cfg.lr * min(1.0, (s + 1) / max(cfg.warmup, 1))
+        done = (s - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
+        return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(done, 1.0))))
+
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "log.csv"
     log_file = open(log_path, "a", newline="") if rank == 0 else None
