@@ -41,7 +41,7 @@ from starcurve.data.io import read
 from starcurve.data.windows import windows
 from starcurve.models.encoder import build
 from starcurve.models.hub import Model
-from starcurve.models.pretrain import Validation, masked_loss, run
+from starcurve.train.pretrain import Validation, masked_loss, run
 from starcurve.train.loop import TrainConfig, atomic_json
 
 OUT = Path(__file__).resolve().parent / "results" / "encoder_speed.json"
@@ -373,7 +373,7 @@ def section_toy(args, res: dict) -> None:
 
 def section_floor(args, res: dict) -> None:
     """What is left to learn: trivial and noise-floor hidden RMSE of validation-style windows."""
-    from starcurve.models.pretrain import _window_mean, probe_masks
+    from starcurve.train.pretrain import _window_mean, probe_masks
 
     out = {}
     for file, band in (("eros_lmc.parquet", "B"), ("asas3_unlabeled.parquet", None),

@@ -27,7 +27,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from starcurve.data.augment import AugmentConfig
 from starcurve.eval import fewshot as fs
-from starcurve.models import supervised as sup
+from starcurve.train import supervised as sup
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SURVEYS = {"asas_acvs": "V", "eros_lmc": "R"}

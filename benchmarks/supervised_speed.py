@@ -29,7 +29,7 @@ import torch
 from starcurve.data.clean import clean
 from starcurve.data.io import from_arrays, read
 from starcurve.eval.fewshot import machine
-from starcurve.models import supervised as sup
+from starcurve.train import supervised as sup
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -28,7 +28,7 @@ from starcurve.data.io import from_arrays, iter_tables, read_parquet
 from starcurve.data.simulate import simulate
 from starcurve.models import classify as C
 from starcurve.models import hub
-from starcurve.models import supervised as sup
+from starcurve.train import supervised as sup
 from starcurve.models.encoder import EncoderConfig, build
 
 TINY = EncoderConfig(name="tiny", window=32, d_model=16, n_layers=1, n_heads=2, d_ff=16, norm="pre",
@@ -364,7 +364,7 @@ def test_pretrain_prints_valid_json_without_infinity(sim, tmp_path, capsys, mode
 
 def test_a_resumed_log_has_no_repeated_row(tmp_path, toy_table):
     from starcurve.data.loader import WindowStream
-    from starcurve.models.pretrain import masked_loss
+    from starcurve.train.pretrain import masked_loss
     from starcurve.train.loop import TrainConfig, train
 
     write_parquet(toy_table, tmp_path / "d.parquet")

@@ -16,7 +16,7 @@ from starcurve.data.loader import window_tensors
 from starcurve.errors import StarcurveError
 from starcurve.models import hub
 from starcurve.models.encoder import EncoderConfig, build
-from starcurve.models.pretrain import inv_err_weights, masked_loss, pretrain_cmd, run
+from starcurve.train.pretrain import inv_err_weights, masked_loss, pretrain_cmd, run
 from starcurve.train.loop import TrainConfig
 
 TINY = {"name": "tiny", "window": 32, "d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 16,

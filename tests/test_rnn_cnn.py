@@ -12,7 +12,7 @@ from starcurve.cli import cli
 from starcurve.data import schema as S
 from starcurve.data.clean import clean
 from starcurve.data.io import from_arrays, write_parquet
-from starcurve.models import supervised as sup
+from starcurve.train import supervised as sup
 from starcurve.models.cnn import CNNClassifier, CNNConfig
 from starcurve.models.rnn import RNNClassifier, RNNConfig
 

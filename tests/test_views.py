@@ -12,7 +12,7 @@ from starcurve.eval import fewshot as fs
 from starcurve.models import hub
 from starcurve.models.encoder import EncoderConfig, build, get_config
 from starcurve.models.forest import light_curve_available
-from starcurve.models.pretrain import multiview_loss, probe_masks, view_batches
+from starcurve.train.pretrain import multiview_loss, probe_masks, view_batches
 
 TRUE_PERIODS = [0.31, 0.57, 2.7, 13.0, 95.0]
 

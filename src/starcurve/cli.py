@@ -23,13 +23,13 @@ COMMANDS = {
     "simulate": ("starcurve.data.simulate", "simulate_cmd", "Write simulated survey light curves."),
     "benchmark": ("starcurve.eval.fewshot", "benchmark_cmd", "Score a method with FS-1."),
     "report": ("starcurve.eval.report", "report_cmd", "Merge benchmark result folders."),
-    "pretrain": ("starcurve.models.pretrain", "pretrain_cmd", "Pretrain the encoder (masked)."),
-    "finetune": ("starcurve.models.pretrain", "finetune_cmd", "Self-supervised fine-tune on a pool."),
+    "pretrain": ("starcurve.train.pretrain", "pretrain_cmd", "Pretrain the encoder (masked)."),
+    "finetune": ("starcurve.train.pretrain", "finetune_cmd", "Self-supervised fine-tune on a pool."),
     "embed": ("starcurve.models.hub", "embed_cmd", "Write per-object embeddings."),
     "export": ("starcurve.models.export", "export_cmd", "Export a model to ONNX (onnxruntime)."),
-    "train": ("starcurve.models.supervised", "train_cmd", "Train an RNN or CNN classifier."),
-    "predict": ("starcurve.models.supervised", "predict_cmd", "Per-object classes and probabilities."),
-    "classify": ("starcurve.models.classify", "classify_cmd", "Classify with the shipped model."),
+    "train": ("starcurve.train.supervised", "train_cmd", "Train an RNN or CNN classifier."),
+    "predict": ("starcurve.models.predict", "predict_cmd", "Classes and probabilities from any classifier."),
+    "classify": ("starcurve.models.predict", "classify_cmd", "Classify with the shipped model (= predict)."),
     "plot": ("starcurve.lightcurve", "plot_cmd", "Plot one object: light curve, periodogram, folds."),
     "index": ("starcurve.search", "index_cmd", "Build a vector index of embeddings (FAISS)."),
     "similar": ("starcurve.search", "similar_cmd", "Find the objects most like a query."),
@@ -90,10 +90,51 @@ def dask_options(f):
 
 OUTPUT_FILE, OUTPUT_DIR, OUTPUT_ANY = Output(False), Output(True), Output(None)
 COLUMNS = Columns()
+
+# ---- the shared vocabulary: one definition per option, used by every command that has it --------
+# --input / --output: files in and out; --data: training data; --band: only these bands
+# (comma-separated; default every band); --columns: the column mapping; --min-obs: the cleaning
+# floor (one default, starcurve.data.clean.MIN_OBS); --threads; --seed; --exclude-ids.
 columns_option = click.option(
     "--columns", type=COLUMNS, default=None,
     help="Column mapping CANONICAL=SOURCE, e.g. object_id=oid,time=mjd,mag_err=e.",
 )  # fmt: skip
+band_option = click.option(
+    "--band", default=None,
+    help="Only rows of these bands, comma-separated (e.g. V or B,R) [default: every band].",
+)  # fmt: skip
+exclude_ids_option = click.option(
+    "--exclude-ids", type=click.Path(dir_okay=False), default=None,
+    help="Text file of object ids to leave out, one per line ('#' comments allowed).",
+)  # fmt: skip
+
+
+def input_option(help: str = "Light curves: Parquet file, folder of shards, or text files.",
+                 required: bool = True):
+    return click.option("--input", "input_path", required=required, type=click.Path(), help=help)
+
+
+def output_option(kind: Output = OUTPUT_FILE, help: str = "Output file.", required: bool = True):
+    return click.option("--output", "output", required=required, default=None, type=kind, help=help)
+
+
+def data_option(help: str = "Training light curves (Parquet files or folders); more may follow."):
+    return click.option("--data", "data", multiple=True, required=True, type=click.Path(), help=help)
+
+
+def min_obs_option(f):
+    from starcurve.data.clean import MIN_OBS
+
+    return click.option("--min-obs", default=MIN_OBS, show_default=True, type=click.IntRange(1),
+                        help="Leave out light curves with fewer points after cleaning.")(f)
+
+
+def threads_option(help: str = "torch CPU threads of this process [default: every core]."):
+    return click.option("--threads", default=None, type=click.IntRange(1), help=help)
+
+
+def seed_option(help: str = "Random seed."):
+    return click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help=help)
 
 
 class LazyGroup(click.Group):

@@ -13,6 +13,13 @@ Order of the steps (each counted under its own reason):
    (``duplicates="mean"``: inverse-variance mean magnitude, combined error);
 7. ``sigma_clip``: optional, points further than k robust sigmas (1.4826 MAD) from the median;
 8. whole objects with fewer than ``min_obs`` points left are removed (``too_few_obs``).
+
+The policy: every command and estimator cleans its input once, on entry, with this function and
+the one default ``MIN_OBS`` (10 points; ``--min-obs`` changes it); the code after the entry takes
+clean tables and never cleans again. ``CleanReport.kept`` maps the clean rows back to the input
+rows, so that answers stay aligned with the input. FS-1 alone uses ``min_obs=1``, the rule that
+BENCHMARK.md fixes (an object is dropped only when no point is left); a model may need more points
+than the floor (the RNN and CNN: 20), and says so as a skip reason.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import pyarrow as pa
 
 from starcurve.data import schema as S
 
+MIN_OBS = 10  # the documented floor: light curves with fewer points after cleaning are left out
 SENTINEL_MAGS = (-99.0, 29.999, 99.999)
 REASONS = (
     "nonfinite", "sentinel", "bad_error", "implausible", "duplicate_time", "sigma_clip", "too_few_obs"
@@ -58,6 +66,7 @@ class CleanReport:
     points: dict[str, int] = field(default_factory=dict)
     objects: dict[str, int] = field(default_factory=dict)
     removed: dict[str, str] = field(default_factory=dict)  # "object_id/band" -> reason
+    kept: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # input row of each output row
 
     def to_dict(self) -> dict:
         return {
@@ -93,7 +102,7 @@ class CleanReport:
 def clean(
     table: pa.Table,
     *,
-    min_obs: int = 1,
+    min_obs: int = MIN_OBS,
     duplicates: str = "drop",
     sigma_clip: float | None = None,
     max_err: float | None = None,
@@ -164,6 +173,7 @@ def clean(
     offsets = np.concatenate([[0], np.cumsum(counts[good])])
     out_table = S.with_lists(table.filter(pa.array(good)), offsets, time=t, mag=m, mag_err=e)
     rep.objects_out, rep.points_out = out_table.num_rows, len(t)
+    rep.kept = np.flatnonzero(good)
     return out_table, rep
 
 

@@ -38,10 +38,10 @@ def summarise(path, band: str | None = None, columns: dict | None = None) -> dic
         lens.append(np.diff(off))
         if len(off) > 1:
             nz = np.diff(off) > 0
-            spans.append((t[off[1:][nz] - 1] - t[off[:-1][nz]]))
+            spans.append(t[off[1:][nz] - 1] - t[off[:-1][nz]])
     lens = np.concatenate(lens) if lens else np.zeros(0, int)
     spans = np.concatenate(spans) if spans else np.zeros(0)
-    stat = lambda a: {  # noqa: E731
+    stat = lambda a: {
         "min": float(a.min()) if len(a) else 0, "median": float(np.median(a)) if len(a) else 0,
         "max": float(a.max()) if len(a) else 0,
     }

@@ -51,7 +51,7 @@ def read(
     source,
     *,
     columns: Mapping[str, str] | None = None,
-    band: str | None = None,
+    band: str | list[str] | None = None,
     flux: bool = False,
     zero_point: float = DEFAULT_ZERO_POINT,
     default_band: str = "unknown",
@@ -59,7 +59,8 @@ def read(
     """Read any accepted input into the nested table (see module docstring).
 
     ``columns`` maps canonical names to the source's names, e.g. ``{"time": "mjd", "mag": "flux"}``.
-    ``band`` keeps only rows of that band. Raises ``StarcurveError`` with a one-line reason.
+    ``band`` keeps only rows of these bands (a name, a comma-separated list or a sequence; None or
+    ``*``: every band). Raises ``StarcurveError`` with a one-line reason.
     """
     columns = dict(columns or {})
     unknown = set(columns) - {*S.REQUIRED, S.LABEL, S.SURVEY, S.SPLIT}
@@ -80,7 +81,8 @@ def read(
     if flux:
         table = flux_to_mag(table, zero_point)
     if band is not None and band != "*":
-        table = table.filter(pc.equal(table.column(S.BAND), band))
+        keep = [b.strip() for b in band.split(",") if b.strip()] if isinstance(band, str) else list(band)
+        table = table.filter(pc.is_in(table.column(S.BAND), pa.array(keep, pa.string())))
     return table
 
 
@@ -308,7 +310,7 @@ def from_arrays(times, mags, errs, ids=None, band: str = "unknown", labels=None)
     }
     if labels is not None:
         cols[S.LABEL] = pa.array(labels, pa.string())
-    cat = lambda xs: np.concatenate([np.asarray(x, float) for x in xs]) if n else np.zeros(0)  # noqa: E731
+    cat = lambda xs: np.concatenate([np.asarray(x, float) for x in xs]) if n else np.zeros(0)
     return S.validate(
         S.with_lists(pa.table(cols), offsets, time=cat(times), mag=cat(mags), mag_err=cat(errs))
     )
@@ -486,3 +488,15 @@ def read_partition(part: Partition, *, band: str | None = None, columns=None) ->
             yield pa.Table.from_batches(got) if got else pf.schema_arrow.empty_table()
 
     return read(next(_shard_tables([Path(part.path)], load)), band=band, columns=columns)
+
+
+def read_ids(path: str | os.PathLike | None) -> set[str]:
+    """Object ids from a text file (``--exclude-ids``), one per line; blank lines and '#' comments
+    are ignored."""
+    if path is None:
+        return set()
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise StarcurveError(f"--exclude-ids {path}: cannot read ({e.strerror})") from None
+    return {s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")}

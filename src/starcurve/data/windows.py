@@ -70,3 +70,10 @@ def windows(
         return Windows(
             tw.astype(np.float32), mw.astype(np.float32), ew, mask, row, t_mean, m_mean
         )
+
+
+def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Row indices in batches of similar length (sorted, stable): the one rule of batched inference,
+    so that padding is trimmed per batch (the RNN, the CNN, the encoder and its heads)."""
+    order = np.argsort(lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

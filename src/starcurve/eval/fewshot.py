@@ -49,6 +49,7 @@ from starcurve.train.loop import atomic_json
 log = logging.getLogger("starcurve")
 
 MIN_CLASS = 30
+FS1_MIN_OBS = 1  # BENCHMARK.md: an object is dropped only when cleaning leaves no point
 TEST_FRACTION = 0.3
 TEST_SEED = 1234
 DEFAULT_NS = (20, 100, 500)
@@ -99,7 +100,7 @@ def prepare(data, band: str) -> FS1Data:
     ids = np.asarray(table.column(S.ID).to_pylist(), dtype=object)
     _, first = np.unique(ids.astype(str), return_index=True)
     table = table.take(pa.array(np.sort(first)))  # the first row of each object
-    table, report = clean(table)
+    table, report = clean(table, min_obs=FS1_MIN_OBS)
     labels = table.column(S.LABEL).to_pylist()
     labeled = np.array([lab is not None for lab in labels], bool)
     table = table.filter(pa.array(labeled))
@@ -117,7 +118,7 @@ def prepare(data, band: str) -> FS1Data:
     ids = np.asarray(table.column(S.ID).to_pylist(), dtype=str)
     multi = None
     if band == "all":  # every band of the kept objects; the split stays per object
-        multi, _ = clean(every_band.filter(pc.is_in(every_band.column(S.ID), pa.array(ids))))
+        multi, _ = clean(every_band.filter(pc.is_in(every_band.column(S.ID), pa.array(ids))), min_obs=FS1_MIN_OBS)
 
     source_test = None
     if S.SPLIT in table.column_names:
@@ -254,7 +255,7 @@ def _vec_embed(table: pa.Table, ctx: Context):
 
 def _e2e(kind: str):
     def fit_predict(train, y, test, seed, out_dir, ctx):
-        fn = _import(kind, "starcurve.models.supervised", "fs1_fit_predict")
+        fn = _import(kind, "starcurve.train.supervised", "fs1_fit_predict")
         return fn(kind, train, y, test, seed=seed, out_dir=out_dir)
 
     return fit_predict

@@ -18,30 +18,19 @@ constant stars and quasars) also flags a light curve that a logistic regression 
 training objects scores above 99% of the training objects. The score is the largest of the ratios.
 Distances alone miss constant stars, whose embeddings sit among the low-amplitude variables.
 
-The head is stored beside the encoder as ``head.json`` + ``head.safetensors`` (no pickle).
+The model that ships is a classifier folder (``models/folder.py``, head kind "taxonomy": the encoder,
+this head and the OOD arrays in one ``model.safetensors``); ``estimators.TaxonomyClassifier`` is its
+estimator and ``starcurve classify`` (= ``starcurve predict`` with it) its command.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-from dataclasses import dataclass
-from pathlib import Path
-
-import click
 import numpy as np
 import pyarrow as pa
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
-from starcurve.cli import OUTPUT_FILE, columns_option, dask_options
-from starcurve.data import schema as S
-from starcurve.data.clean import CleanReport
 from starcurve.data.views import cached_periods, log10_false_alarm
 from starcurve.errors import StarcurveError
-from starcurve.models.per_object import per_object
-from starcurve.train.loop import atomic_json, atomic_safetensors
 
 FINE = ["RRab", "RRc", "Cepheid", "DSCT", "EB_contact", "EB_semidetached", "EB_detached", "LPV", "ACV", "microlensing"]
 EB = ("EB_contact", "EB_semidetached", "EB_detached")
@@ -179,32 +168,46 @@ def predict(state: dict, X: np.ndarray, log_fap: np.ndarray | None = None) -> tu
     return prob, ood
 
 
-def save_head(state: dict, folder: Path, meta: dict) -> None:
-    tensors = {f"head.{k}": v for k, v in state["head"].state_dict().items()}
-    for k in ("mean", "std", "proj", "bank", "exposure_w"):
-        if k in state:
-            tensors[k] = torch.from_numpy(np.ascontiguousarray(state[k], dtype=np.float32))
-    atomic_safetensors(tensors, Path(folder) / "head.safetensors")
-    atomic_json({"classes": FINE, "taxonomy": TAXONOMY, "threshold": state["threshold"],
-                 "ood_quantile": OOD_QUANTILE, "ood_k": OOD_K, "dim": int(state["mean"].shape[0]),
-                 **{k: state[k] for k in OPTIONAL_OOD if k in state}, **meta},
-                Path(folder) / "head.json")  # fmt: skip
+class TaxonomyNet(torch.nn.Module):
+    """The shipped classifier as one module, for its model folder: ``encoder``, ``head`` (the MLP)
+    and the OOD arrays as buffers (standardisation ``mean``/``std``, PCA ``proj``, the nearest-
+    neighbour ``bank``, the outlier-exposure weights ``exposure_w``). ``config`` (``head_config``)
+    gives the shapes and the scalar thresholds."""
+
+    def __init__(self, encoder: torch.nn.Module, config: dict):
+        super().__init__()
+        self.encoder = encoder
+        dim, pca, bank = config["dim"], config["pca_dims"], config["bank_size"]
+        self.head = Head(dim, n_classes=len(config["classes"]))
+        shapes = {"mean": (dim,), "std": (dim,), "proj": (dim, pca), "bank": (bank, pca)}
+        if "exposure_b" in config:
+            shapes["exposure_w"] = (dim,)
+        for name, shape in shapes.items():
+            self.register_buffer(name, torch.zeros(shape))
+
+    @classmethod
+    def of(cls, encoder, state: dict) -> TaxonomyNet:
+        """The module of a trained state (``fit_head``)."""
+        net = cls(encoder, head_config(state))
+        net.head.load_state_dict(state["head"].state_dict())
+        for name, _ in net.named_buffers(recurse=False):
+            getattr(net, name).copy_(torch.from_numpy(np.asarray(state[name], np.float32)))
+        return net.eval()
+
+    def state(self, config: dict) -> dict:
+        """The state ``predict`` takes."""
+        arrays = {name: b.numpy() for name, b in self.named_buffers(recurse=False)}
+        return {"head": self.head.eval(), **arrays,
+                **{k: config[k] for k in ("classes", "threshold", *OPTIONAL_OOD) if k in config}}
 
 
-def load_head(folder: Path) -> dict:
-    folder = Path(folder)
-    if not (folder / "head.json").exists():
-        raise StarcurveError(f"{folder} has no classifier head (head.json); train one with scripts/train_head.py")
-    try:
-        meta = json.loads((folder / "head.json").read_text())
-        t = load_file(folder / "head.safetensors")
-        head = Head(meta["dim"], n_classes=len(meta["classes"]))
-        head.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("head.")})
-    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as e:
-        raise StarcurveError(f"{folder}: corrupted classifier head ({str(e).splitlines()[0]})") from None
-    return {"head": head.eval(), "threshold": meta["threshold"], "classes": meta["classes"],
-            **{k: meta[k] for k in OPTIONAL_OOD if k in meta},
-            **{k: t[k].numpy() for k in ("mean", "std", "proj", "bank", "exposure_w") if k in t}}  # fmt: skip
+def head_config(state: dict) -> dict:
+    """The head's part of a classifier folder's config (kind "taxonomy")."""
+    return {"kind": "taxonomy", "classes": list(state.get("classes", FINE)), "taxonomy": TAXONOMY,
+            "threshold": float(state["threshold"]), "ood_quantile": OOD_QUANTILE, "ood_k": OOD_K,
+            "dim": int(state["mean"].shape[0]), "pca_dims": int(state["proj"].shape[1]),
+            "bank_size": int(state["bank"].shape[0]),
+            **{k: float(state[k]) for k in OPTIONAL_OOD if k in state}}  # fmt: skip
 
 
 def head_inputs(model, table: pa.Table, *, fap: bool = True, batch_size: int = 256,
@@ -214,134 +217,3 @@ def head_inputs(model, table: pa.Table, *, fap: bool = True, batch_size: int = 2
     p = cached_periods(table, progress=progress) if fap else None
     X = model.embed_table(table, batch_size=batch_size, progress=progress, periods=p)
     return X, (log10_false_alarm(table, p) if fap else None)
-
-
-def classify_table(model, table: pa.Table, state: dict, batch_size: int = 256, progress: bool = False,
-                   report: CleanReport | None = None) -> pa.Table:
-    """Per row of a clean table: class, probability, every class's probability, OOD score and flag.
-
-    A row whose embedding, probabilities or OOD score is not finite gets no class: it is left out and
-    recorded in ``report.removed`` with the reason.
-    """
-    X, log_fap = head_inputs(model, table, fap="fap_threshold" in state, batch_size=batch_size,
-                             progress=progress)
-    prob, ood = predict(state, X, log_fap)
-    report = report if report is not None else CleanReport(objects_out=table.num_rows)
-    ok = report.skip_nonfinite(table, np.column_stack([X, prob, ood]), NONFINITE)
-    table, prob, ood = table.filter(pa.array(ok)), prob[ok], ood[ok]
-    return _class_table(table.column("object_id"), table.column("band"), S.lengths(table), prob, ood,
-                        state["classes"])
-
-
-NONFINITE = "the model output is not finite (NaN or infinite); not classified"
-
-
-def _class_table(ids, bands, n_obs, prob: np.ndarray, ood: np.ndarray, classes: list[str]) -> pa.Table:
-    cols = {
-        "object_id": pa.array(ids, pa.string()),
-        "band": pa.array(bands, pa.string()),
-        "n_obs": pa.array(np.asarray(n_obs, np.int32)),
-        "class": pa.array([classes[i] for i in prob.argmax(1)], pa.string()),
-        "probability": pa.array(prob.max(1, initial=0).astype(np.float32)),
-        "ood_score": pa.array(ood.astype(np.float32)),
-        "is_ood": pa.array(ood > 1.0),
-    }
-    for i, c in enumerate(classes):
-        cols[f"p_{c}"] = pa.array(prob[:, i].astype(np.float32))
-    return pa.table(cols)
-
-
-def classes_per_object(rows: pa.Table, classes: list[str]) -> pa.Table:
-    """One row per object from per-band rows (``starcurve.models.per_object``: probabilities and OOD
-    scores averaged over the bands, weighted by their numbers of points); ``band`` lists the bands."""
-    prob = np.stack([rows.column(f"p_{c}").to_numpy() for c in classes], 1) if rows.num_rows else (
-        np.zeros((0, len(classes))))
-    ood = rows.column("ood_score").to_numpy()
-    obj = per_object(rows.column("object_id").to_numpy(zero_copy_only=False),
-                     rows.column("band").to_numpy(zero_copy_only=False),
-                     rows.column("n_obs").to_numpy(), np.column_stack([prob, ood]))
-    ids = rows.column("object_id").take(pa.array(obj.first))
-    return _class_table(ids, obj.bands, obj.n_obs, obj.values[:, :-1], obj.values[:, -1], classes)
-
-
-@dataclass(frozen=True)
-class ClassifyJob:
-    """``classify_table`` over one input partition (``starcurve.parts``): per-band rows; plain data,
-    so that Dask ships it to workers, which load the model and head once each."""
-
-    model: str | None
-    band: str | None = None
-    columns: dict | None = None
-    min_obs: int = 10
-    threads: int = 1
-
-    def __call__(self, part) -> tuple[pa.Table, dict]:
-        from starcurve.data.clean import clean
-        from starcurve.data.io import read_partition
-        from starcurve.models.hub import load_any
-
-        torch.set_num_threads(self.threads)
-        m = load_any(self.model)
-        chunk = read_partition(part, band=self.band, columns=self.columns)
-        table, rep = clean(chunk, min_obs=self.min_obs)
-        out = classify_table(m, table, _head(str(m.path)), report=rep)
-        return out, {"rows_in": chunk.num_rows, "skipped": rep.removed}
-
-
-@functools.lru_cache(maxsize=4)
-def _head(folder: str) -> dict:
-    return load_head(Path(folder))
-
-
-@click.command("classify")
-@click.option("--input", "input_path", required=True, type=click.Path(), help="Light curves (any readable input).")
-@click.option("--output", required=True, type=OUTPUT_FILE, help="Output Parquet file.")
-@click.option("--model", default=None, help="Model folder with a head (default: the shipped model).")
-@click.option("--band", default=None, help="Only this band.")
-@columns_option
-@click.option("--min-obs", default=10, show_default=True, help="Skip light curves with fewer points.")
-@click.option("--per-band", is_flag=True, help="One row per (object, band) instead of one per object.")
-@dask_options
-def classify_cmd(input_path, output, model, band, columns, min_obs, per_band, chunk_rows, workers,
-                 threads, scheduler):
-    """Per object: most likely class, probabilities, and an out-of-distribution flag.
-
-    An object observed in several bands gets one answer: its bands' probabilities averaged, weighted
-    by their numbers of points (``--per-band``: one row per band). Runs partition by partition, in
-    this process or on Dask, resumably, as ``starcurve embed`` (docs/scale.md); the per-object
-    answers are formed from the merged per-band rows.
-    """
-    from starcurve.data.io import partitions, read_parquet, write_parquet
-    from starcurve.models.hub import load_any
-    from starcurve.parts import run, threads_for
-
-    parts = partitions(input_path, rows=chunk_rows, columns=columns)  # opens the input
-    threads = threads_for(len(parts), workers, scheduler, threads)
-    torch.set_num_threads(threads)
-    m = load_any(model)
-    state = _head(str(m.path))
-    output = Path(output)
-    rows = output if per_band else output.with_name(output.name + ".per_band.parquet")
-    setup = {"model": str(m.path), "input": str(input_path), "band": band, "min_obs": min_obs,
-             "chunk_rows": chunk_rows, **({"columns": columns} if columns else {})}  # fmt: skip
-    summary = run(ClassifyJob(model, band, columns, min_obs, threads), parts, rows, setup,
-                  workers=workers, threads=threads, scheduler=scheduler, desc="classify",
-                  nothing=f"no light curve of {input_path} could be classified")  # fmt: skip
-    out = read_parquet(rows)
-    if not per_band:
-        out = classes_per_object(out, state["classes"])
-        write_parquet(out, output)
-        rows.unlink()
-    what = "light curves (object, band)" if per_band else "objects"
-    counts = dict(zip(*np.unique(out.column("class").to_numpy(zero_copy_only=False), return_counts=True)))
-    n_ood = int(np.sum(out.column("is_ood")))
-    click.echo(f"{out.num_rows} classified ({what}) -> {output}; {n_ood} flagged OOD")
-    click.echo("classes: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
-    click.echo(f"summary: {summary}")
-    if summary.skipped:
-        click.echo(f"skipped {sum(summary.skipped.values())} of {summary.objects_in} light curves: "
-                   f"{_skips(summary.examples)}")
-
-
-def _skips(removed: dict) -> str:
-    return "; ".join(f"{k} ({v})" for k, v in list(removed.items())[:5]) + (" ..." if len(removed) > 5 else "")

@@ -1,10 +1,8 @@
 """Model folders, embeddings and the ``starcurve embed`` command.
 
-A model folder holds ``config.json`` (the ``EncoderConfig`` and how the model was made) and
-``model.safetensors`` (the weights; float16 allowed, loaded as float32). Loading parses JSON and
-safetensors only, never executes code from the folder, and checks every tensor name and shape
-against the config, so a corrupted or mismatched folder gives one clear ``StarcurveError``.
-A run still in progress has no ``model.safetensors`` yet; its ``checkpoint/`` weights are used.
+An encoder is saved as a model folder of model_type "encoder" (``models/folder.py``: the one
+format, save and load of every model); ``load_model`` also takes the encoder of a classifier folder
+(the shipped model is one: an encoder with its head).
 
 Embeddings: per window, the states of the last layer (or the softmax-weighted mix of every layer)
 averaged over the valid steps; per light curve, the mean over its consecutive windows. Nothing
@@ -24,100 +22,60 @@ import click
 import numpy as np
 import pyarrow as pa
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm.auto import tqdm
 
-from starcurve.cli import OUTPUT_FILE, columns_option, dask_options
+from starcurve.cli import (
+    OUTPUT_FILE,
+    band_option,
+    columns_option,
+    dask_options,
+    input_option,
+    min_obs_option,
+    output_option,
+)
 from starcurve.data import schema as S
-from starcurve.data.clean import CleanReport, clean
+from starcurve.data.clean import MIN_OBS, CleanReport, clean
 from starcurve.data.io import Partition, partitions, read, read_partition
 from starcurve.data.views import band_index, cached_periods, view_windows
-from starcurve.data.windows import windows
-from starcurve.errors import StarcurveError, read_json_object
+from starcurve.data.windows import length_batches, windows
+from starcurve.errors import StarcurveError
 from starcurve.models.encoder import Encoder, EncoderConfig
+from starcurve.models.folder import DEFAULT_MODEL, Folder, save_folder
 from starcurve.parts import run, threads_for
-from starcurve.train.loop import atomic_json, atomic_safetensors
 
 log = logging.getLogger("starcurve")
-FORMAT = "starcurve-encoder"
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "resources" / "models" / "default"
 
 
-# ---------------------------------------------------------------- model folders
-
-
-def write_config(path: str | os.PathLike, cfg: EncoderConfig, meta: dict | None = None) -> None:
-    """Write ``config.json`` of a model folder (atomically)."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    doc = {"format": FORMAT, "version": 1, "config": cfg.to_dict(), "meta": meta or {}}
-    atomic_json(doc, path / "config.json")
-
-
-def read_config(path: str | os.PathLike) -> EncoderConfig:
-    """The ``EncoderConfig`` of a model folder; a clear error if absent or malformed."""
-    f = Path(path) / "config.json"
-    if not f.is_file():
-        raise StarcurveError(f"{path}: not a model folder (no config.json)")
-    doc = read_json_object(f, "config (re-create the model)")
-    if doc.get("format") != FORMAT or not isinstance(doc.get("config"), dict):
-        raise StarcurveError(f"{f}: not a starcurve encoder config (format {FORMAT!r} expected)")
-    try:
-        return EncoderConfig.from_dict(doc["config"])
-    except TypeError as e:
-        raise StarcurveError(f"{f}: invalid config ({e})") from None
+# ---------------------------------------------------------------- encoder folders
 
 
 def save_model(model: Encoder, path: str | os.PathLike, meta: dict | None = None,
                half: bool = False) -> Path:
-    """Write a model folder: ``config.json`` + ``model.safetensors`` (float16 if ``half``)."""
-    path = Path(path)
-    write_config(path, model.config, meta)
-    sd = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    atomic_safetensors(sd, path / "model.safetensors", metadata={"format": FORMAT})
-    return path
+    """An encoder model folder (``models/folder.py``; float16 weights if ``half``)."""
+    return save_folder(path, "encoder", model.config.to_dict(), model.state_dict(), meta, half)
 
 
-def load_encoder(path: str | os.PathLike) -> Encoder:
-    """Build the encoder of a model folder and load its weights (checked name by name)."""
-    path = Path(path)
-    cfg = read_config(path)
-    weights = path / "model.safetensors"
-    if not weights.is_file() and (path / "checkpoint" / "model.safetensors").is_file():
-        log.warning("%s: no model.safetensors yet; using the run's last checkpoint", path)
-        weights = path / "checkpoint" / "model.safetensors"
-    if not weights.is_file():
-        raise StarcurveError(f"{path}: no model.safetensors; the model folder is incomplete")
-    try:
-        sd = load_file(weights)
-    except (SafetensorError, OSError, ValueError) as e:  # a damaged or truncated file
-        raise StarcurveError(f"{weights}: corrupted weights ({str(e)[:120]}); re-download or re-train") from None
-    model = Encoder(cfg)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(sd))
-    extra = sorted(set(sd) - set(expected))
-    bad = [k for k in expected if k in sd and sd[k].shape != expected[k].shape]
-    if missing or extra or bad:
-        raise StarcurveError(
-            f"{path}: weights do not match config.json (missing {missing[:3]}, unexpected {extra[:3]},"
-            f" wrong shape {bad[:3]}); the folder is mixed up or damaged"
-        )
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in sd.items()})
-    return model.eval()
+def model_from_folder(folder: Folder) -> Model:
+    """The ``Model`` of an encoder folder (``starcurve.load`` on model_type "encoder")."""
+    from starcurve.models.estimators import encoder_of
+
+    return Model(folder.load_into(encoder_of(folder)), folder.path)
 
 
 def load_model(path: str | os.PathLike | None = None) -> Model:
-    """Load a model folder; with no path, the pretrained model shipped with starcurve."""
-    if path is None:
-        if not (DEFAULT_MODEL / "config.json").is_file():
-            raise StarcurveError(
-                "no pretrained model ships with this version of starcurve yet; pass a model folder "
-                "(make one with `starcurve pretrain --out DIR`)"
-            )
-        path = DEFAULT_MODEL
-    return Model(load_encoder(path), Path(path))
+    """The embedding model of a folder (None: the shipped one): an encoder folder, or the encoder of
+    a classifier folder."""
+    from starcurve.models.folder import load
+
+    obj = load(path)
+    if isinstance(obj, Model):
+        return obj
+    if hasattr(obj, "embedder_"):
+        return obj.embedder_
+    if hasattr(getattr(obj, "net_", None), "encoder"):
+        return Model(obj.net_.encoder, Path(path) if path else DEFAULT_MODEL)
+    raise StarcurveError(f"{path}: a {obj.model_type} folder has no encoder; it gives classes, not "
+                         "embeddings (use `starcurve predict`)")
 
 
 # ---------------------------------------------------------------- embeddings
@@ -152,6 +110,12 @@ class Model:
         summary = (2 if view == "pgram" else 1) if c.readout_period else 0
         return c.d_model + (c.template if view.startswith("fold") else 0) + summary
 
+    def transform(self, X) -> np.ndarray:
+        """Embeddings of anything ``read`` accepts, one row per input row (``estimators.Embedder``)."""
+        from starcurve.models.estimators import Embedder
+
+        return Embedder(self).fit().transform(X)
+
     def __repr__(self) -> str:
         c = self.config
         return f"Model({c.name!r}, d_model={c.d_model}, layers={c.n_layers}, path={self.path})"
@@ -168,13 +132,12 @@ class Model:
         finite = np.isfinite(w.time).all(1) & np.isfinite(w.mag).all(1) & np.isfinite(w.err).all(1)
         if ctx is not None:
             finite &= np.isfinite(ctx).all(1)
-        order = np.argsort(count, kind="stable")  # similar lengths together: less padding
-        order = order[finite[order]]
+        fin = np.flatnonzero(finite)
         template = self.config.template if view.startswith("fold") else 0
         out = np.full((len(count), self._view_dim(view)), np.nan, np.float32)
-        for s in tqdm(range(0, len(order), batch_size), disable=not progress, desc="embed",
+        for b in tqdm(length_batches(count[fin], batch_size), disable=not progress, desc="embed",
                       unit="batch"):
-            idx = order[s : s + batch_size]
+            idx = fin[b]
             n = max(int(count[idx].max()), 1)
             batch = {k: np.ascontiguousarray(a[idx, :n])
                      for k, a in (("time", w.time), ("mag", w.mag), ("mask", w.mask), ("err", w.err))}
@@ -285,51 +248,18 @@ def embedding_table(table: pa.Table, vec: np.ndarray) -> pa.Table:
     return pa.table({S.ID: table.column(S.ID), S.BAND: table.column(S.BAND), "embedding": emb})
 
 
-class Embedder(BaseEstimator, TransformerMixin):
-    """scikit-learn transformer: light curves -> embeddings, one row per input row.
-
-    ``X`` is anything ``read`` accepts (Arrow table, DataFrame, path). A row with no usable point
-    gets a row of NaN (and a warning), so that rows stay aligned with ``y``.
-    """
-
-    def __init__(self, model=None, layers: str | None = None, band: str | None = None,
-                 batch_size: int = 256):
-        self.model, self.layers, self.band, self.batch_size = model, layers, band, batch_size
-
-    def fit(self, X=None, y=None):
-        self.model_ = self.model if isinstance(self.model, Model) else load_model(self.model)
-        return self
-
-    def transform(self, X) -> np.ndarray:
-        if not hasattr(self, "model_"):
-            self.fit()
-        table = read(X, band=self.band)
-        table = table.append_column("__row", pa.array(np.arange(table.num_rows)))
-        good, report = clean(table)
-        out = np.full((table.num_rows, self.model_.dim), np.nan, np.float32)
-        rows = good.column("__row").to_numpy()
-        out[rows] = self.model_.embed_table(good.drop_columns(["__row"]), layers=self.layers,
-                                            batch_size=self.batch_size)
-        if report.removed:
-            log.warning("%d row(s) had no usable points; their embeddings are NaN", len(report.removed))
-        return out
-
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        return np.array([f"emb{i}" for i in range(self.model_.dim)], dtype=object)
-
-
 # ---------------------------------------------------------------- the `embed` command
 
 
 def embed_partition(model: Model, source, *, layers: str | None = None, batch_size: int = 256,
-                    progress: bool = False) -> tuple[pa.Table, CleanReport]:
+                    progress: bool = False, min_obs: int = MIN_OBS) -> tuple[pa.Table, CleanReport]:
     """The per-partition step of ``starcurve embed``: read (anything ``read`` accepts: a table, a
     pandas / nested-pandas partition with list columns), clean, embed; returns (object_id, band,
     embedding) for the good rows in input order, and the cleaning report (``report.removed``:
     "object_id/band" -> why each other row was skipped).
 
     Any ``map_partitions`` can call it (docs/scale.md shows LSDB / nested-pandas)."""
-    table, report = clean(read(source))
+    table, report = clean(read(source), min_obs=min_obs)
     vec = model.embed_table(table, layers=layers, batch_size=batch_size, progress=progress)
     ok = report.skip_nonfinite(table, vec, NONFINITE)
     return embedding_table(table.filter(pa.array(ok)), vec[ok]), report
@@ -363,29 +293,29 @@ class EmbedJob:
     band: str | None = None
     columns: dict | None = None
     threads: int = 1
+    min_obs: int = MIN_OBS
 
     def __call__(self, part: Partition) -> tuple[pa.Table, dict]:
         torch.set_num_threads(self.threads)
         table = read_partition(part, band=self.band, columns=self.columns)
-        out, report = embed_partition(load_any(self.model, self.threads), table,
-                                      layers=self.layers, batch_size=self.batch_size)
+        out, report = embed_partition(load_any(self.model, self.threads), table, layers=self.layers,
+                                      batch_size=self.batch_size, min_obs=self.min_obs)
         return out, {"rows_in": table.num_rows, "skipped": report.removed}
 
 
 @click.command("embed")
 @click.option("--model", "model_dir", default=None,
               help="Model folder or exported .onnx file (default: the shipped model).")
-@click.option("--input", "input_path", required=True,
-              help="Light curves: Parquet file, folder of Parquet shards (a HATS catalogue's too), "
-                   "or text files.")
-@click.option("--output", "output", required=True, type=OUTPUT_FILE, help="OUT.parquet")
-@click.option("--band", default=None, help="Only this band.")
+@input_option()
+@output_option(OUTPUT_FILE, "OUT.parquet")
+@band_option
 @columns_option
+@min_obs_option
 @click.option("--layers", type=click.Choice(["last", "weighted"]), default=None,
               help="Readout: last layer, or the weighted mix of every layer [default: the model's].")
 @click.option("--batch-size", default=256, show_default=True, type=int, help="Windows per forward pass.")
 @dask_options
-def embed_cmd(model_dir, input_path, output, band, columns, layers, batch_size, chunk_rows,
+def embed_cmd(model_dir, input_path, output, band, columns, min_obs, layers, batch_size, chunk_rows,
               workers, threads, scheduler) -> None:
     """Write one embedding per (object, band): object_id, band, embedding; resumable, on Dask.
 
@@ -401,8 +331,8 @@ def embed_cmd(model_dir, input_path, output, band, columns, layers, batch_size, 
     model = load_any(model_dir, threads)
     layers = layers or model.default_layers
     setup = {"model": str(model.path), "input": str(input_path), "band": band, "layers": layers,
-             "chunk_rows": chunk_rows, **({"columns": columns} if columns else {})}
-    job = EmbedJob(model_dir, layers, batch_size, band, columns, threads)
+             "min_obs": min_obs, "chunk_rows": chunk_rows, **({"columns": columns} if columns else {})}
+    job = EmbedJob(model_dir, layers, batch_size, band, columns, threads, min_obs)
     summary = run(job, parts, output, setup, workers=workers, threads=threads, scheduler=scheduler,
                   desc="embed", nothing=f"{input_path}: no light curve could be embedded")
     click.echo(f"wrote {summary.written} embeddings (dim {model.dim}) to {output}; "

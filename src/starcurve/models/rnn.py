@@ -116,7 +116,7 @@ class RNNClassifier(nn.Module):
         e = np.asarray(new_obs[2], float) if len(new_obs) > 2 else np.ones_like(t)
         if not (len(t) == len(m) == len(e)):
             raise StarcurveError("update: time, mag and error arrays differ in length")
-        new, _ = clean(from_arrays([t], [m], [e]))
+        new, _ = clean(from_arrays([t], [m], [e]), min_obs=1)  # new points: any number
         t = new.column("time")[0].values.to_numpy() if new.num_rows else np.zeros(0)
         m = new.column("mag")[0].values.to_numpy() if new.num_rows else np.zeros(0, np.float32)
         if state.last_t is not None and len(t):

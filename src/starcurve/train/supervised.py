@@ -7,19 +7,18 @@ One path for every use (CLI, FS-1 benchmark, scripts):
     -> the ONE core loop ``starcurve.train.loop.train`` (early stopping on validation loss,
     checkpoints, resume, progress bar) -> model folder (config.json + model.safetensors).
 
-A model folder holds ``config.json`` (kind, model config with class names and input scales, training
-summary) and ``model.safetensors``; loading never executes code. Light curves with fewer than
+The model folder is the one format (``models/folder.py``: model_type "rnn" or "cnn", the model
+config with class names and input scales, the training summary as meta); ``starcurve.load`` opens
+it as an ``estimators.NetworkClassifier``. Light curves with fewer than
 ``min_obs`` observations are never classified: they get a skip reason instead of a class.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import logging
 import math
-import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -29,20 +28,29 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
-from starcurve.cli import OUTPUT_DIR, OUTPUT_FILE, columns_option, dask_options
+from starcurve.cli import (
+    OUTPUT_DIR,
+    band_option,
+    columns_option,
+    data_option,
+    exclude_ids_option,
+    min_obs_option,
+    output_option,
+    seed_option,
+    threads_option,
+)
 from starcurve.data import schema as S
 from starcurve.data.augment import AugmentConfig, balance, batch_augment, crop
 from starcurve.data.clean import clean
 from starcurve.data.deltas import cnn_input
-from starcurve.data.io import read, write_parquet
-from starcurve.errors import StarcurveError, read_json_object
+from starcurve.data.io import read, read_ids
+from starcurve.data.windows import length_batches
+from starcurve.errors import StarcurveError
 from starcurve.models.cnn import CNNClassifier, CNNConfig
-from starcurve.models.per_object import per_object
+from starcurve.models.folder import save_folder
 from starcurve.models.rnn import RNNClassifier, RNNConfig
-from starcurve.train.loop import TrainConfig, atomic_json, atomic_safetensors, train
+from starcurve.train.loop import TrainConfig, train
 
 log = logging.getLogger("starcurve")
 MODELS = {"rnn": (RNNClassifier, RNNConfig), "cnn": (CNNClassifier, CNNConfig)}
@@ -67,14 +75,6 @@ class FitConfig:
 
 
 # --- data -------------------------------------------------------------------------------------
-def clean_rows(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
-    """Core ``clean`` plus, for each kept row, its index in the input table."""
-    tagged = table.append_column(_ROW, pa.array(np.arange(table.num_rows), pa.int64()))
-    out, _ = clean(tagged)
-    rows = out.column(_ROW).to_numpy()
-    return out.drop_columns([_ROW]), rows
-
-
 def map_labels(labels: np.ndarray, label_map: dict | None) -> np.ndarray:
     """Apply ``{source name: new name or None}``; unmapped names stay; None/'' mean unlabeled."""
     labels = np.asarray(labels, dtype=object)
@@ -123,12 +123,6 @@ def delta_scales(table: pa.Table, n: int = 500) -> tuple[float, float]:
     return rms(dt) or 1.0, rms(dm) or 1.0
 
 
-def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Row indices in batches of similar length (less padding for the RNN)."""
-    order = np.argsort(lengths, kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 # --- models: build, save, load ------------------------------------------------------------------
 def model_config(kind: str, **config):
     """The config dataclass of ``kind`` (``RNNConfig`` / ``CNNConfig``); unknown options are errors."""
@@ -145,35 +139,6 @@ def model_config(kind: str, **config):
 def build(kind: str, **config) -> torch.nn.Module:
     """A freshly initialised model of ``kind`` with the given config values."""
     return MODELS[kind][0](model_config(kind, **config))
-
-
-def save(model: torch.nn.Module, out_dir, extra: dict | None = None) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` (atomically) into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_safetensors(model.state_dict(), out / "model.safetensors")
-    atomic_json({"kind": model.kind, "config": asdict(model.cfg), **(extra or {})}, out / "config.json")
-    return out
-
-
-def load(model_dir) -> torch.nn.Module:
-    """Load a model folder written by ``save`` (no code is executed)."""
-    d = Path(model_dir)
-    if not (d / "config.json").is_file():
-        raise StarcurveError(f"{d} is not a model folder (no config.json); give a folder written by starcurve train")
-    meta = read_json_object(d / "config.json", "model config")
-    try:
-        state = load_file(d / "model.safetensors")
-    except (OSError, ValueError, SafetensorError) as e:
-        raise StarcurveError(f"{d} is not a model folder (config.json + model.safetensors): {e}") from None
-    if not isinstance(meta.get("config", {}), dict):
-        raise StarcurveError(f"{d}/config.json: 'config' must be a JSON object")
-    model = build(meta.get("kind", "?"), **meta.get("config", {}))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise StarcurveError(f"{d}: weights do not match config.json: {str(e).splitlines()[0]}") from None
-    return model.eval()
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -284,7 +249,7 @@ def fit(
         "fit": {k: v for k, v in asdict(cfg).items() if k != "augment"},
         "augment": asdict(cfg.augment) if cfg.augment is not None else None,
     }
-    save(model, out_dir, info)
+    save_folder(out_dir, kind, asdict(model.cfg), model.state_dict(), info)
     return model, info
 
 
@@ -312,41 +277,6 @@ def predict_proba(model, table: pa.Table, batch_size: int = 256) -> tuple[np.nda
 NONFINITE = "the model input or output is not finite (NaN or infinite); not classified"
 
 
-def fs1_fit_predict(
-    kind: str, train_table: pa.Table, y_train, test_table: pa.Table, *, seed: int, out_dir
-) -> tuple[np.ndarray, float]:
-    """FS-1 method ``rnn`` / ``cnn``: train on the training set only, predict every test object.
-
-    Test light curves shorter than ``min_obs`` are not classified by the model; FS-1 needs a label
-    for every object, so they get the most frequent training class (counted in
-    ``out_dir/fs1_predict.json``). Returns the labels and the CPU seconds per test light curve spent
-    on cleaning + prediction.
-    """
-    out_dir = Path(out_dir)
-    train_clean, rows = clean_rows(train_table)
-    y = np.asarray(y_train, dtype=object)[rows]
-    model, info = fit(
-        kind, train_clean, y, out_dir, replace(FS1_FIT[kind], seed=seed),
-        model_options=FS1_MODEL[kind], desc=f"FS-1 {kind}",
-    )  # fmt: skip
-    t0 = time.perf_counter()
-    test_clean, test_rows = clean_rows(test_table)
-    proba, _ = predict_proba(model, test_clean)
-    seconds = (time.perf_counter() - t0) / max(test_table.num_rows, 1)
-    classes = np.array(model.cfg.classes, dtype=object)
-    values, counts = np.unique(y[_labeled(y)].astype(str), return_counts=True)
-    fallback = str(values[np.argmax(counts)])
-    pred = np.full(test_table.num_rows, fallback, dtype=object)
-    done = np.isfinite(proba).all(1)
-    pred[test_rows[done]] = classes[proba[done].argmax(1)]
-    atomic_json(
-        {"skipped_test_objects": int(test_table.num_rows - done.sum()), "fallback_class": fallback,
-         "seconds_per_lc": seconds, **info},
-        out_dir / "fs1_predict.json",
-    )
-    return pred.astype(str), seconds
-
-
 # FS-1 budget (2-core CPU): every training ends by early stopping on the validation loss (6
 # evaluations of 50 steps without improvement) or at a cap that a quiet core reaches in ~5-7 minutes
 # (RNN ~0.05 s/step, CNN ~0.2 s/step); the best validation weights are kept. Every training object
@@ -359,22 +289,27 @@ FS1_FIT = {"rnn": _FS1, "cnn": replace(_FS1, steps=2000)}
 FS1_MODEL = {"rnn": {"hidden": 32, "dense": 32, "train_max_obs": 300}, "cnn": {}}
 
 
+def fs1_estimator(kind: str, seed: int, out_dir):
+    """The FS-1 ``rnn`` / ``cnn`` method: the network with the budget above, on the training set only."""
+    from starcurve.models.estimators import NetworkClassifier
+
+    return NetworkClassifier(kind, replace(FS1_FIT[kind], seed=seed), FS1_MODEL[kind], out_dir=out_dir,
+                             desc=f"FS-1 {kind}")
+
+
 # --- command line -----------------------------------------------------------------------------
 _KEEP = (S.ID, S.BAND, S.TIME, S.MAG, S.ERR, S.LABEL, S.SURVEY)
 
 
-def read_inputs(paths, bands: str | None) -> pa.Table:
-    """Read and concatenate files (canonical columns only); keep the given comma-separated bands."""
+def read_inputs(paths, band=None, columns=None) -> pa.Table:
+    """Read and concatenate files (canonical columns only), rows of ``band`` (as ``read``)."""
     tables = []
     for p in paths:
-        t = read(p)
+        t = read(p, band=band, columns=columns)
         tables.append(t.select([c for c in _KEEP if c in t.column_names]))
     table = pa.concat_tables(tables, promote_options="default")
-    if bands and bands != "*":
-        keep = [b.strip() for b in bands.split(",") if b.strip()]
-        table = table.filter(pc.is_in(table.column(S.BAND), pa.array(keep)))
-        if table.num_rows == 0:
-            raise StarcurveError(f"no rows with band in {keep} in {list(paths)}")
+    if table.num_rows == 0:
+        raise StarcurveError(f"no light curves in {list(paths)}" + (f" in band {band}" if band else ""))
     return table
 
 
@@ -400,11 +335,13 @@ def _parse_options(kind: str, items: tuple[str, ...]) -> dict:
 @click.command("train")
 @click.argument("kind", type=click.Choice(sorted(MODELS)))
 @click.argument("more_data", nargs=-1, type=click.Path())
-@click.option("--data", multiple=True, required=True, type=click.Path(),
-              help="Labeled light curves (Parquet file/folder); several: --data A B or --data A --data B.")
-@click.option("--band", default=None, help="Band(s) to use, comma-separated (e.g. V or V,R); default all.")
-@click.option("--out", "out_dir", required=True, type=OUTPUT_DIR, help="Model folder to write.")
-@click.option("--steps", type=int, default=None, help="Training steps at most (default 3000).")
+@data_option("Labeled light curves (Parquet file/folder); several: --data A B or --data A --data B.")
+@band_option
+@columns_option
+@min_obs_option
+@output_option(OUTPUT_DIR, "Model folder to write.")
+@click.option("--steps", type=click.IntRange(1), default=3000, show_default=True,
+              help="Training steps at most (early stopping usually ends sooner).")
 @click.option("--epochs", type=float, default=None, help="Instead of --steps: passes over the training set.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
@@ -413,18 +350,23 @@ def _parse_options(kind: str, items: tuple[str, ...]) -> dict:
 @click.option("--patience", type=int, default=5, show_default=True, help="Early stopping (0: off).")
 @click.option("--augment", is_flag=True, help="Balance classes with augmented copies (docs/supervised.md).")
 @click.option("--noise", type=float, default=0.0, help="With --augment: Gaussian noise in units of mag_err.")
-@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.")
+@click.option("--resume", is_flag=True, help="Continue from OUTPUT/checkpoint.")
 @click.option("--label-map", type=click.Path(), default=None,
               help='JSON {"source class": "new class" or null}, e.g. {"RRab": "RR_Lyrae"}.')
-@click.option("--exclude", type=click.Path(), default=None, help="File of object ids (one per line) to leave out.")
+@exclude_ids_option
 @click.option("--min-per-class", type=int, default=5, show_default=True, help="Drop rarer classes.")
 @click.option("--set", "options", multiple=True, help="Model option KEY=VALUE, e.g. --set hidden=128.")
-@click.option("--seed", type=int, default=0, show_default=True)
-def train_cmd(kind, more_data, data, band, out_dir, steps, epochs, batch_size, lr, val_frac, eval_every,
-              patience, augment, noise, resume, label_map, exclude, min_per_class, options, seed) -> None:
+@seed_option()
+@threads_option()
+def train_cmd(kind, more_data, data, band, columns, min_obs, output, steps, epochs, batch_size, lr,
+              val_frac, eval_every, patience, augment, noise, resume, label_map, exclude_ids,
+              min_per_class, options, seed, threads) -> None:
     """Train an RNN or CNN classifier on labeled light curves (validation split, early stopping)."""
+    if threads:
+        torch.set_num_threads(threads)
+    out_dir = output
     opts = _parse_options(kind, options)
-    table = read_inputs(list(data) + list(more_data), band)
+    table = read_inputs(list(data) + list(more_data), band, columns)
     if S.LABEL not in table.column_names:
         raise StarcurveError("the training data have no 'label' column")
     mapping = None
@@ -434,13 +376,10 @@ def train_cmd(kind, more_data, data, band, out_dir, steps, epochs, batch_size, l
             assert isinstance(mapping, dict)
         except (OSError, ValueError, AssertionError):
             raise StarcurveError(f"--label-map {label_map}: not a JSON object of class names") from None
-    if exclude:
-        try:
-            ids = [s.strip() for s in Path(exclude).read_text().splitlines() if s.strip()]
-        except OSError as e:
-            raise StarcurveError(f"--exclude {exclude}: {e}") from None
-        table = table.filter(pc.invert(pc.is_in(table.column(S.ID), pa.array(ids, pa.string()))))
-    table, _ = clean_rows(table)
+    ids = read_ids(exclude_ids)
+    if ids:
+        table = table.filter(pc.invert(pc.is_in(table.column(S.ID), pa.array(sorted(ids), pa.string()))))
+    table, _ = clean(table, min_obs=min_obs)
     labels = map_labels(np.asarray(table.column(S.LABEL).to_pylist(), object), mapping)
     names, counts = np.unique(labels[_labeled(labels)].astype(str), return_counts=True)
     rare = set(names[counts < min_per_class])
@@ -448,7 +387,7 @@ def train_cmd(kind, more_data, data, band, out_dir, steps, epochs, batch_size, l
         click.echo(f"dropping classes with < {min_per_class} objects: {sorted(rare)}")
         labels[np.isin(labels.astype(str), list(rare))] = None
     cfg = FitConfig(
-        steps=steps or 3000, epochs=epochs, batch_size=batch_size, lr=lr, val_frac=val_frac,
+        steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, val_frac=val_frac,
         eval_every=eval_every, patience=patience, seed=seed,
         augment=AugmentConfig(noise=noise) if augment else None,
     )
@@ -463,126 +402,3 @@ def train_cmd(kind, more_data, data, band, out_dir, steps, epochs, batch_size, l
     score = f"best val_loss {best:.4f}" if best is not None else "no validation score yet"
     click.echo(f"steps {info['train']['steps']}, {score}")
     click.echo(f"model written to {out_dir}")
-
-
-def prediction_table(model, table: pa.Table) -> pa.Table:
-    """Per row: object_id, band, [label], n_obs, class, probabilities, prob_<class>..., skip_reason."""
-    clean_t, rows = clean_rows(table)
-    proba_c, reasons_c = predict_proba(model, clean_t)
-    n = table.num_rows
-    proba = np.full((n, len(model.cfg.classes)), np.nan, np.float32)
-    proba[rows] = proba_c
-    reasons = np.full(n, "no valid observation after cleaning; not classified", dtype=object)
-    reasons[rows] = np.array(reasons_c, dtype=object)
-    n_obs = np.zeros(n, np.int32)
-    n_obs[rows] = S.lengths(clean_t)
-    labels = table.column(S.LABEL) if S.LABEL in table.column_names else None
-    return _predictions(table.column(S.ID), table.column(S.BAND), labels, n_obs, proba, reasons,
-                        model.cfg.classes)
-
-
-def predictions_per_object(rows: pa.Table, classes: list[str]) -> pa.Table:
-    """One row per object from per-band rows (``starcurve.models.per_object``: probabilities averaged
-    over the bands that were classified, weighted by their numbers of points); ``band`` lists those
-    bands, ``n_obs`` counts their points; an object with none classified keeps every band's reason."""
-    proba = np.stack([rows.column(f"prob_{c}").to_numpy(zero_copy_only=False) for c in classes], 1)
-    obj = per_object(rows.column(S.ID).to_numpy(zero_copy_only=False),
-                     rows.column(S.BAND).to_numpy(zero_copy_only=False),
-                     rows.column("n_obs").to_numpy(), proba)
-    done = np.isfinite(obj.values).all(1)
-    reasons = np.full(len(done), None, dtype=object)
-    for i, (band, why) in enumerate(zip(rows.column(S.BAND).to_pylist(), rows.column("skip_reason").to_pylist())):
-        o = obj.rows[i]
-        if not done[o] and why:
-            reasons[o] = f"{reasons[o]}; {band}: {why}" if reasons[o] else f"{band}: {why}"
-    first = pa.array(obj.first)
-    labels = rows.column(S.LABEL).take(first) if S.LABEL in rows.column_names else None
-    return _predictions(rows.column(S.ID).take(first), obj.bands, labels, obj.n_obs, obj.values,
-                        reasons, classes)
-
-
-def _predictions(ids, bands, labels, n_obs, proba, reasons, classes) -> pa.Table:
-    done = np.isfinite(proba).all(1)
-    classes = np.array(classes, dtype=object)
-    cols = {S.ID: pa.array(ids, pa.string()), S.BAND: pa.array(bands, pa.string())}
-    if labels is not None:
-        cols[S.LABEL] = labels
-    cols["n_obs"] = pa.array(np.asarray(n_obs, np.int32))
-    best = classes[np.nan_to_num(proba, nan=-1.0).argmax(1)] if len(classes) else classes
-    cols["class"] = pa.array(np.where(done, best, None).tolist(), pa.string())
-    flat = pa.array(np.asarray(proba, np.float32).ravel(), pa.float32())
-    lists = pa.FixedSizeListArray.from_arrays(flat, len(classes)).cast(pa.list_(pa.float32()))
-    cols["probabilities"] = pc.if_else(pa.array(done), lists, pa.scalar(None, pa.list_(pa.float32())))
-    for j, c in enumerate(classes):
-        cols[f"prob_{c}"] = pa.array(np.asarray(proba[:, j], np.float32), pa.float32(), mask=~done)
-    cols["skip_reason"] = pa.array(list(reasons), pa.string())
-    return pa.table(cols)
-
-
-@dataclass(frozen=True)
-class PredictJob:
-    """``prediction_table`` over one input partition (``starcurve.parts``); the output keeps the
-    skipped rows with their ``skip_reason``. Plain data for Dask; each worker loads the model once."""
-
-    model: str
-    band: str | None = None
-    columns: dict | None = None
-    threads: int = 1
-
-    def __call__(self, part) -> tuple[pa.Table, dict]:
-        from starcurve.data.io import read_partition
-
-        torch.set_num_threads(self.threads)
-        table = read_partition(part, band=self.band, columns=self.columns)
-        out = prediction_table(_loaded(self.model), table)
-        why = out.column("skip_reason").to_pylist()
-        keys = [f"{i}/{b}" for i, b in zip(out.column(S.ID).to_pylist(), out.column(S.BAND).to_pylist())]
-        skipped = {k: w for k, w in zip(keys, why) if w is not None}
-        return out, {"rows_in": table.num_rows, "skipped": skipped, "answers": out.num_rows - len(skipped)}
-
-
-@functools.lru_cache(maxsize=4)
-def _loaded(model_dir: str) -> torch.nn.Module:
-    return load(model_dir)
-
-
-@click.command("predict")
-@click.option("--model", "model_dir", required=True, type=click.Path(), help="Model folder from 'train'.")
-@click.option("--input", "input_path", required=True, type=click.Path(), help="Light curves to classify.")
-@click.option("--output", required=True, type=OUTPUT_FILE, help="Output Parquet file.")
-@click.option("--band", default=None, help="Only rows of this band.")
-@columns_option
-@click.option("--per-band", is_flag=True, help="One row per (object, band) instead of one per object.")
-@dask_options
-def predict_cmd(model_dir, input_path, output, band, columns, per_band, chunk_rows, workers, threads,
-                scheduler) -> None:
-    """Per object: class and probabilities (or the reason it was not classified).
-
-    An object observed in several bands gets one answer: its bands' probabilities averaged, weighted
-    by their numbers of points (``--per-band``: one row per band). Runs partition by partition, in
-    this process or on Dask, resumably, as ``starcurve embed`` (docs/scale.md).
-    """
-    from starcurve.data.io import partitions, read_parquet
-    from starcurve.parts import run, threads_for
-
-    parts = partitions(input_path, rows=chunk_rows, columns=columns)  # opens the input
-    threads = threads_for(len(parts), workers, scheduler, threads)
-    torch.set_num_threads(threads)
-    model = _loaded(str(model_dir))
-    output = Path(output)
-    rows = output if per_band else output.with_name(output.name + ".per_band.parquet")
-    setup = {"model": str(model_dir), "input": str(input_path), "band": band,
-             "chunk_rows": chunk_rows, **({"columns": columns} if columns else {})}  # fmt: skip
-    summary = run(PredictJob(str(model_dir), band, columns, threads), parts, rows, setup,
-                  workers=workers, threads=threads, scheduler=scheduler, desc="predict",
-                  nothing=f"{input_path}: no light curves" + (f" in band {band}" if band else ""))
-    out = read_parquet(rows)
-    if not per_band:
-        out = predictions_per_object(out, model.cfg.classes)
-        write_parquet(out, output)
-        rows.unlink()
-    skipped = int(out.column("class").null_count)
-    what = "light curves (object, band)" if per_band else "objects"
-    click.echo(f"{out.num_rows - skipped} classified, {skipped} skipped ({what}; see skip_reason); "
-               f"wrote {output}")
-    click.echo(f"summary: {summary}")

@@ -30,14 +30,23 @@ import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 
-from starcurve.cli import OUTPUT_DIR
+from starcurve.cli import (
+    OUTPUT_DIR,
+    band_option,
+    data_option,
+    exclude_ids_option,
+    output_option,
+    seed_option,
+    threads_option,
+)
 from starcurve.data import schema as S
 from starcurve.data.clean import clean
-from starcurve.data.io import parquet_files, read
+from starcurve.data.io import parquet_files, read, read_ids
 from starcurve.data.loader import WindowStream, window_tensors
 from starcurve.errors import StarcurveError
-from starcurve.models import hub
-from starcurve.models.encoder import Encoder, build, get_config
+from starcurve.models.encoder import Encoder, EncoderConfig, build, get_config
+from starcurve.models.folder import read_folder, save_folder
+from starcurve.models.hub import load_model, save_model
 from starcurve.train.loop import TrainConfig, ddp_setup, drop_rows_after, train
 
 log = logging.getLogger("starcurve")
@@ -193,17 +202,6 @@ def shuffled_batches(stream: WindowStream, batch_size: int, pool: int, seed: int
         buf, have = [{k: v[rest] for k, v in cat.items()}], len(rest)
 
 
-def read_ids(path: str | Path | None) -> set[str]:
-    """Object ids from a text file, one per line (blank lines and '#' comments ignored)."""
-    if path is None:
-        return set()
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as e:
-        raise StarcurveError(f"--exclude-ids {path}: cannot read ({e.strerror})") from None
-    return {s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")}
-
-
 class Validation:
     """Masked-reconstruction RMSE on fixed held-out windows with a fixed probe pattern."""
 
@@ -287,10 +285,10 @@ def run(
             first = json.loads((out / "config.json").read_text()).get("meta", {})
             first.setdefault("resumed", []).append((meta or {}).get("command"))
             meta = first
-        hub.write_config(out, cfg, meta)
+        save_folder(out, "encoder", cfg.to_dict(), None, meta)  # the weights come at the end
     if tcfg.steps == 0:
         if rank == 0:
-            hub.save_model(model, out, meta)
+            save_model(model, out, meta)
         return {"steps": 0}
 
     if cfg.multiview:  # the views need whole light curves and their periodograms: held in memory
@@ -326,7 +324,7 @@ def run(
                     eval_name="val_loss" if cfg.multiview else "val_rmse_hidden",
                     lower_is_better=True, desc=desc)
     if rank == 0:
-        hub.save_model(model, out, meta)
+        save_model(model, out, meta)
     return summary
 
 
@@ -343,13 +341,12 @@ def _read_all(paths: list, band: str | None, exclude: set[str] | None) -> pa.Tab
 
 def _train_options(f):
     opts = [
-        click.option("--data", "data", multiple=True, required=True,
-                     help="Parquet file(s) or folder(s) of shards; more paths may follow."),
-        click.option("--out", "out", required=True, type=OUTPUT_DIR,
-                     help="Run folder (becomes the model folder)."),
-        click.option("--steps", default=None, type=int,
-                     help="Optimizer steps in all (pretrain 20000, finetune 2000 by default)."),
-        click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint."),
+        data_option(),
+        output_option(OUTPUT_DIR, "Run folder (becomes the model folder)."),
+        click.option("--steps", default=None, type=click.IntRange(0),
+                     help="Optimizer steps in all (pretrain 20000, finetune 2000 by default; 0: write "
+                          "the starting model)."),
+        click.option("--resume", is_flag=True, help="Continue the run in --output from its checkpoint."),
         click.option("--batch-size", default=64, show_default=True, type=int),
         click.option("--lr", type=float, default=None, help="Peak learning rate."),
         click.option("--warmup", default=None, type=int, help="Warm-up steps."),
@@ -359,19 +356,18 @@ def _train_options(f):
                      show_default=True),
         click.option("--weight-decay", default=0.0, show_default=True, type=float),
         click.option("--clip", default=1.0, show_default=True, type=float),
-        click.option("--band", default=None, help="Only rows of this band."),
-        click.option("--exclude-ids", type=click.Path(dir_okay=False), default=None,
-                     help="Text file of object ids never to train on (e.g. FS-1 test objects)."),
+        band_option,
+        exclude_ids_option,
         click.option("--val-data", default=None, help="Held-out light curves for validation RMSE."),
-        click.option("--val-band", default=None, help="Band of --val-data to use."),
+        click.option("--val-band", default=None, help="Bands of --val-data to use (as --band)."),
         click.option("--val-windows", default=1024, show_default=True, type=int),
         click.option("--eval-every", default=500, show_default=True, type=int),
         click.option("--ckpt-every", default=200, show_default=True, type=int),
         click.option("--pool", default=16384, show_default=True, type=int,
                      help="Windows mixed in the shuffle pool."),
-        click.option("--seed", default=0, show_default=True, type=int),
-        click.option("--threads", default=None, type=int, help="torch CPU threads per process."),
-    ]
+        seed_option(),
+        threads_option(),
+    ]  # fmt: skip
     for o in reversed(opts):
         f = o(f)
     return click.argument("more_data", nargs=-1, type=click.Path())(f)
@@ -409,7 +405,7 @@ def _launch(model, out, opts: dict, meta: dict, lr: float, warmup: int, desc: st
 
 def _check_out(out: Path, resume: bool) -> None:
     if not resume and (out / "checkpoint").exists():
-        raise StarcurveError(f"{out} already holds a run: add --resume, or choose another --out")
+        raise StarcurveError(f"{out} already holds a run: add --resume, or choose another --output")
 
 
 @click.command("pretrain")
@@ -419,11 +415,11 @@ def _check_out(out: Path, resume: bool) -> None:
 @_train_options
 def pretrain_cmd(config: str, **opts) -> None:
     """Pretrain an encoder by masked reconstruction on light curves (Parquet)."""
-    out = Path(opts["out"])
+    out = Path(opts["output"])
     _check_out(out, opts["resume"])
     cfg = get_config(config or "sc1")
     if opts["resume"] and (out / "config.json").exists():
-        saved = hub.read_config(out)  # a resumed run keeps its own configuration
+        saved = encoder_config(out)  # a resumed run keeps its own configuration
         if config is not None and saved.to_dict() != cfg.to_dict():
             raise StarcurveError(f"--config {config} differs from the run in {out}; drop --config")
         cfg = saved
@@ -440,11 +436,22 @@ def pretrain_cmd(config: str, **opts) -> None:
 @_train_options
 def finetune_cmd(model_dir: str | None, **opts) -> None:
     """Continue masked pretraining on a target survey's unlabeled pool (self-supervised)."""
-    out = Path(opts["out"])
+    out = Path(opts["output"])
     _check_out(out, opts["resume"])
-    model = hub.load_model(model_dir).encoder
+    model = load_model(model_dir).encoder
     opts["steps"] = 2000 if opts["steps"] is None else opts["steps"]
     lr = opts["lr"] if opts["lr"] is not None else 2e-4
     warmup = opts["warmup"] if opts["warmup"] is not None else 100
     src = str(model_dir) if model_dir else "shipped default"
     _launch(model, out, opts, {"task": "finetune", "from": src}, lr, warmup, "finetune")
+
+
+def encoder_config(out: Path) -> EncoderConfig:
+    """The configuration of a run folder (model_type encoder; a clear error otherwise)."""
+    folder = read_folder(out, weights=False)
+    if folder.model_type != "encoder":
+        raise StarcurveError(f"{out}: a {folder.model_type} folder, not a pretraining run")
+    try:
+        return EncoderConfig.from_dict(folder.config)
+    except (TypeError, ValueError) as e:
+        raise StarcurveError(f"{out}/config.json: invalid config ({e})") from None

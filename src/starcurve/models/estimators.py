@@ -1,0 +1,395 @@
+"""The scikit-learn face of every model: one interface, whatever the network.
+
+Transformers (``fit``, ``transform``): ``Embedder`` (an encoder's embeddings) and ``Features`` (the
+35 light-curve features). Classifiers (``fit``, ``predict``, ``predict_proba``): ``FeatureForest``
+(on feature vectors), and on light curves ``NetworkClassifier`` (the RNN or CNN),
+``EncoderClassifier`` (an encoder with the Astromer 2 head, trained end to end) and
+``TaxonomyClassifier`` (the head that ships with the model: embeddings -> one taxonomy, with an
+out-of-distribution score). Every one is a scikit-learn estimator (``sklearn.base.clone`` works; a
+``Pipeline`` of an embedder and a probe is the FS-1 ``embed`` method).
+
+On light curves, ``X`` is anything ``starcurve.read`` accepts and the answers are per input row
+(one row per (object, band)), as plain arrays: ``predict_proba`` [rows, classes] with NaN where a
+light curve is not classified, ``predict`` the class names with None there; ``answers(X)`` also
+gives the OOD score (``TaxonomyClassifier``) and the reason for every skip. Input is cleaned once,
+on entry (``starcurve.data.clean``, ``min_obs``); ``fit_table`` and ``answer`` take a table that is
+already clean (what FS-1 and the ``predict`` command call). Trained classifiers are saved with
+``save(path)`` and opened with ``starcurve.load(path)`` (``models/folder.py``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+
+from starcurve.data import schema as S
+from starcurve.data.clean import MIN_OBS, clean
+from starcurve.data.io import read
+from starcurve.errors import StarcurveError
+from starcurve.models.folder import Folder, save_folder
+
+NONFINITE = "the model output is not finite (NaN or infinite); not classified"
+
+
+@dataclass
+class Answers:
+    """A classifier's answers for the rows of a table."""
+
+    proba: np.ndarray  # [rows, classes] float32; NaN where the row is not classified
+    reasons: list  # per row: None, or why it is not classified
+    ood: np.ndarray | None = None  # [rows] out-of-distribution score (> 1: unlike the training set)
+
+    @staticmethod
+    def nonfinite(proba: np.ndarray, ood: np.ndarray | None = None, reasons=None) -> Answers:
+        """Answers whose non-finite rows (probabilities or OOD score) become skips with a reason."""
+        proba = np.asarray(proba, np.float32)
+        bad = ~np.isfinite(proba).all(1) | (~np.isfinite(ood) if ood is not None else False)
+        proba[bad] = np.nan
+        reasons = list(reasons) if reasons is not None else [None] * len(proba)
+        reasons = [r if r is not None or not b else NONFINITE for r, b in zip(reasons, bad)]
+        return Answers(proba, reasons, None if ood is None else np.where(bad, np.nan, ood))
+
+    def expand(self, table: pa.Table, report) -> Answers:
+        """These answers (for the clean rows ``report.kept`` of ``table``) among every row of the
+        input ``table``: a row that cleaning removed gets NaN and the cleaning's reason."""
+        n = table.num_rows
+        proba = np.full((n, self.proba.shape[1]), np.nan, np.float32)
+        proba[report.kept] = self.proba
+        keys = [f"{i}/{b}" for i, b in zip(table.column(S.ID).to_pylist(), table.column(S.BAND).to_pylist())]
+        reasons = [report.removed.get(key, "removed by cleaning") for key in keys]
+        for row, why in zip(report.kept, self.reasons):
+            reasons[row] = why
+        ood = None
+        if self.ood is not None:
+            ood = np.full(n, np.nan, np.float32)
+            ood[report.kept] = self.ood
+        return Answers(proba, reasons, ood)
+
+
+def clean_input(X, min_obs: int) -> tuple[pa.Table, pa.Table, object]:
+    """(input table, its clean rows, the cleaning report) of anything ``read`` accepts."""
+    table = read(X)
+    good, report = clean(table, min_obs=min_obs)
+    return table, good, report
+
+
+class Predictor(ClassifierMixin, BaseEstimator):
+    """What every light-curve classifier shares; subclasses give ``fit_table``, ``answer``,
+    ``config`` and ``from_folder``."""
+
+    model_type = "classifier"
+    min_obs = MIN_OBS
+
+    def fit(self, X, y):
+        """Train on light curves ``X`` (anything ``read`` accepts) with one label per row."""
+        table, good, report = clean_input(X, self.min_obs)
+        y = np.asarray(y, dtype=object)
+        if len(y) != table.num_rows:
+            raise StarcurveError(f"fit: {len(y)} labels for {table.num_rows} light curves")
+        return self.fit_table(good, y[report.kept])
+
+    def answers(self, X) -> Answers:
+        """The answers for every input row (skipped rows: NaN, with the cleaning's reason)."""
+        table, good, report = clean_input(X, self.min_obs)
+        return self.answer(good).expand(table, report)
+
+    def predict_proba(self, X) -> np.ndarray:
+        return self.answers(X).proba
+
+    def predict(self, X) -> np.ndarray:
+        return self.labels(self.predict_proba(X))
+
+    def labels(self, proba: np.ndarray) -> np.ndarray:
+        """The most probable class of each row (None where the row has no answer)."""
+        done = np.isfinite(proba).all(1)
+        best = np.asarray(self.classes_, dtype=object)[np.nan_to_num(proba, nan=-1).argmax(1)]
+        return np.where(done, best, None)
+
+    def save(self, path) -> Path:
+        """A model folder (``models/folder.py``) that ``starcurve.load`` opens."""
+        return save_folder(path, self.model_type, self.config(), self.net_.state_dict(),
+                           getattr(self, "meta_", {}))  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- RNN and CNN
+
+
+class NetworkClassifier(Predictor):
+    """The end-to-end RNN or CNN (``kind``), trained by ``starcurve.train.supervised.fit``.
+
+    ``fit_config`` (``FitConfig``: steps, early stopping, augmentation) and ``model_options`` (fields
+    of ``RNNConfig`` / ``CNNConfig``) are the hyperparameters; ``out_dir`` keeps the run (log,
+    checkpoints; a temporary folder if None)."""
+
+    def __init__(self, kind: str = "rnn", fit_config=None, model_options: dict | None = None,
+                 min_obs: int = MIN_OBS, out_dir=None, desc: str | None = None):
+        self.kind, self.fit_config, self.model_options = kind, fit_config, model_options
+        self.min_obs, self.out_dir, self.desc = min_obs, out_dir, desc
+
+    @property
+    def model_type(self) -> str:
+        return self.kind
+
+    @property
+    def classes_(self) -> list[str]:
+        return list(self.net_.cfg.classes)
+
+    def fit_table(self, table: pa.Table, y) -> NetworkClassifier:
+        from starcurve.train.supervised import fit
+
+        out = self.out_dir or tempfile.mkdtemp(prefix=f"starcurve_{self.kind}_")
+        self.net_, self.meta_ = fit(self.kind, table, y, out, self.fit_config,
+                                    model_options=self.model_options, desc=self.desc)  # fmt: skip
+        return self
+
+    def answer(self, table: pa.Table) -> Answers:
+        from starcurve.train.supervised import predict_proba
+
+        proba, reasons = predict_proba(self.net_, table)
+        return Answers.nonfinite(proba, reasons=reasons)
+
+    def config(self) -> dict:
+        return asdict(self.net_.cfg)
+
+    @classmethod
+    def from_folder(cls, folder: Folder) -> NetworkClassifier:
+        from starcurve.models.cnn import CNNClassifier, CNNConfig
+        from starcurve.models.rnn import RNNClassifier, RNNConfig
+
+        net_cls, cfg_cls = {"rnn": (RNNClassifier, RNNConfig), "cnn": (CNNClassifier, CNNConfig)}[folder.model_type]
+        try:
+            net = net_cls(cfg_cls(**folder.config))
+        except (TypeError, StarcurveError) as e:
+            raise StarcurveError(f"{folder.path}: invalid {folder.model_type} config ({e})") from None
+        est = cls(kind=folder.model_type)
+        est.net_, est.meta_ = folder.load_into(net), folder.meta
+        return est
+
+
+# ----------------------------------------------------------------------------- encoder + head
+
+
+class EncoderClassifier(Predictor):
+    """An encoder (``model``: a folder, None for the shipped one) with the Astromer 2 head (layer-
+    weighted pooling + MLP on windows): the head on the frozen encoder, then ``full_steps`` steps of
+    the whole network (``starcurve.train.heads.fit_classifier``). The FS-1 ``finetune`` method."""
+
+    def __init__(self, model=None, head_steps: int = 400, full_steps: int = 0, seed: int = 0,
+                 min_obs: int = MIN_OBS, out_dir=None):
+        self.model, self.head_steps, self.full_steps = model, head_steps, full_steps
+        self.seed, self.min_obs, self.out_dir = seed, min_obs, out_dir
+
+    @property
+    def classes_(self) -> list[str]:
+        return list(self.net_.classes)
+
+    def fit_table(self, table: pa.Table, y) -> EncoderClassifier:
+        from starcurve.train.heads import fit_classifier
+
+        out = self.out_dir or tempfile.mkdtemp(prefix="starcurve_classifier_")
+        self.net_ = fit_classifier(self.model, table, np.asarray(y).astype(str), out_dir=out,
+                                   seed=self.seed, head_steps=self.head_steps,
+                                   full_steps=self.full_steps)  # fmt: skip
+        self.meta_ = {"from": str(self.model or "shipped default"), "head_steps": self.head_steps,
+                      "full_steps": self.full_steps, "seed": self.seed}  # fmt: skip
+        return self
+
+    def answer(self, table: pa.Table) -> Answers:
+        return Answers.nonfinite(self.net_.predict_proba(table))
+
+    def config(self) -> dict:
+        return {"encoder": self.net_.encoder.config.to_dict(),
+                "head": {"kind": "pooled", "classes": self.classes_}}
+
+    @classmethod
+    def from_folder(cls, folder: Folder) -> EncoderClassifier:
+        from starcurve.models.heads import Classifier
+
+        est = cls()
+        est.net_, est.meta_ = folder.load_into(Classifier(encoder_of(folder), _classes(folder))), folder.meta
+        return est
+
+
+class TaxonomyClassifier(Predictor):
+    """The head that ships with the model (``models/classify.py``): an MLP on the object embeddings
+    of an encoder (``model``), trained on survey labels mapped to one taxonomy, with the
+    out-of-distribution score (nearest-neighbour distance, periodogram significance and, with
+    ``outliers``, outlier exposure). ``outliers``: light curves of no training class (e.g. simulated
+    constant stars and quasars), read like ``X``."""
+
+    def __init__(self, model=None, epochs: int = 300, seed: int = 0, outliers=None,
+                 min_obs: int = MIN_OBS):
+        self.model, self.epochs, self.seed, self.outliers, self.min_obs = model, epochs, seed, outliers, min_obs
+
+    @property
+    def classes_(self) -> list[str]:
+        return list(self.state_["classes"])
+
+    def fit_table(self, table: pa.Table, y) -> TaxonomyClassifier:
+        from starcurve.models.classify import FINE, fit_head, head_inputs
+        from starcurve.models.hub import load_model
+
+        embedder = load_model(self.model)
+        X, log_fap = head_inputs(embedder, table, progress=True)
+        out = None
+        if self.outliers is not None:
+            out = embedder.embed_table(clean(read(self.outliers), min_obs=self.min_obs)[0], progress=True)
+        state = fit_head(X, np.asarray(y).astype(str), epochs=self.epochs, seed=self.seed, log_fap=log_fap,
+                         outliers=out)  # fmt: skip
+        return self.with_state(embedder, {**state, "classes": FINE}, {"trained_on": len(X), "seed": self.seed})
+
+    def with_state(self, embedder, state: dict, meta: dict) -> TaxonomyClassifier:
+        from starcurve.models.classify import TaxonomyNet
+
+        self.embedder_, self.state_, self.meta_ = embedder, state, meta
+        self.net_ = TaxonomyNet.of(embedder.encoder, state)
+        return self
+
+    def answer(self, table: pa.Table) -> Answers:
+        from starcurve.models.classify import head_inputs, predict
+
+        X, log_fap = head_inputs(self.embedder_, table, fap="fap_threshold" in self.state_)
+        prob, ood = predict(self.state_, X, log_fap)
+        return Answers.nonfinite(np.where(np.isfinite(X).all(1)[:, None], prob, np.nan), ood)
+
+    def config(self) -> dict:
+        from starcurve.models.classify import head_config
+
+        return {"encoder": self.embedder_.config.to_dict(), "head": head_config(self.state_)}
+
+    @classmethod
+    def from_folder(cls, folder: Folder) -> TaxonomyClassifier:
+        from starcurve.models.classify import TaxonomyNet
+        from starcurve.models.hub import Model
+
+        net = folder.load_into(TaxonomyNet(encoder_of(folder), folder.config["head"]))
+        est = cls()
+        return est.with_state(Model(net.encoder, folder.path), net.state(folder.config["head"]), folder.meta)
+
+
+def from_folder(folder: Folder):
+    """The estimator of a model folder (``starcurve.load``): by ``model_type``, and for classifiers
+    by the head's ``kind``."""
+    if folder.model_type in ("rnn", "cnn"):
+        return NetworkClassifier.from_folder(folder)
+    kind = folder.config.get("head", {}).get("kind") if isinstance(folder.config.get("head"), dict) else None
+    heads = {"pooled": EncoderClassifier, "taxonomy": TaxonomyClassifier}
+    if kind not in heads:
+        raise StarcurveError(f"{folder.path}: unknown classifier head kind {kind!r}; one of {sorted(heads)}")
+    return heads[kind].from_folder(folder)
+
+
+def encoder_of(folder: Folder):
+    """A fresh (untrained) encoder of the configuration a classifier folder's ``config["encoder"]``
+    or an encoder folder's ``config`` gives."""
+    from starcurve.models.encoder import Encoder, EncoderConfig
+
+    cfg = folder.config.get("encoder") if folder.model_type == "classifier" else folder.config
+    try:
+        return Encoder(EncoderConfig.from_dict(cfg))
+    except (TypeError, ValueError, AttributeError) as e:
+        raise StarcurveError(f"{folder.path}/config.json: invalid encoder config ({e})") from None
+
+
+def _classes(folder: Folder) -> list[str]:
+    classes = folder.config["head"].get("classes")
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise StarcurveError(f"{folder.path}/config.json: the head needs a list of classes")
+    return [str(c) for c in classes]
+
+
+# ----------------------------------------------------------------------------- transformers
+
+
+class Embedder(TransformerMixin, BaseEstimator):
+    """Light curves -> embeddings of an encoder (``model``: a folder, a loaded model, or None for
+    the shipped one), one row per input row; a row with no usable point gets NaN (and a warning),
+    so that rows stay aligned with ``y``. ``per_object``: one row per object from all its bands
+    (``Model.embed_objects``; objects in order of first appearance)."""
+
+    def __init__(self, model=None, layers: str | None = None, band: str | None = None,
+                 batch_size: int = 256, min_obs: int = MIN_OBS, per_object: bool = False,
+                 progress: bool = False):
+        self.model, self.layers, self.band, self.batch_size = model, layers, band, batch_size
+        self.min_obs, self.per_object, self.progress = min_obs, per_object, progress
+
+    def fit(self, X=None, y=None):
+        from starcurve.models.hub import Model, load_model
+
+        self.model_ = self.model if isinstance(self.model, Model) else load_model(self.model)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        if not hasattr(self, "model_"):
+            self.fit()
+        table, good, report = clean_input(read(X, band=self.band), self.min_obs)
+        kw = {"layers": self.layers, "batch_size": self.batch_size, "progress": self.progress}
+        if self.per_object:
+            return per_object_rows(table, good, lambda t: self.model_.embed_objects(t, **kw)[1])
+        out = np.full((table.num_rows, self.model_.dim), np.nan, np.float32)
+        out[report.kept] = self.model_.embed_table(good, **kw)
+        return out
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return np.array([f"emb{i}" for i in range(self.model_.dim)], dtype=object)
+
+
+class Features(TransformerMixin, BaseEstimator):
+    """Light curves -> the feature vector of the forest baseline (``models/forest.py``: the 35
+    light-curve features of BENCHMARK.md, or the numpy fallback), one row per input row (NaN where a
+    feature cannot be computed). ``per_object``: one row per object, its bands' vectors side by side."""
+
+    def __init__(self, backend: str = "auto", min_obs: int = MIN_OBS, per_object: bool = False,
+                 progress: bool = False, n_jobs: int = -1):
+        self.backend, self.min_obs, self.per_object = backend, min_obs, per_object
+        self.progress, self.n_jobs = progress, n_jobs
+
+    def fit(self, X=None, y=None):
+        from starcurve.models.forest import extract_features, light_curve_available
+
+        self.backend_ = self.backend
+        if self.backend == "auto":
+            self.backend_ = "light-curve" if light_curve_available() else "numpy"
+        self.names_ = extract_features(_EMPTY, backend=self.backend_)[1]
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        from starcurve.models.forest import extract_features, side_by_side
+
+        if not hasattr(self, "backend_"):
+            self.fit()
+        table, good, report = clean_input(X, self.min_obs)
+        feats = lambda t: extract_features(t, backend=self.backend_, progress=self.progress, n_jobs=self.n_jobs)[0]
+        if self.per_object:
+            return per_object_rows(table, good, lambda t: side_by_side(t, feats(t)))
+        out = np.full((table.num_rows, len(self.names_)), np.nan)
+        out[report.kept] = feats(good)
+        return out
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return np.asarray(self.names_, dtype=object)
+
+
+def per_object_rows(table: pa.Table, good: pa.Table, vectors) -> np.ndarray:
+    """One row per object of ``table`` (first-appearance order) from ``vectors(good)``, which gives
+    one row per object of the clean ``good`` (objects with no clean row: NaN)."""
+    ids = np.asarray(table.column(S.ID).to_pylist(), dtype=str)
+    uniq, first = np.unique(ids, return_index=True)
+    objects = uniq[np.argsort(first)]
+    good_ids = np.asarray(good.column(S.ID).to_pylist(), dtype=str)
+    g_uniq, g_first = np.unique(good_ids, return_index=True)
+    V = np.asarray(vectors(good)) if good.num_rows else np.zeros((0, 0))
+    out = np.full((len(objects), V.shape[1] if V.ndim == 2 else 0), np.nan, np.float64)
+    pos = {o: i for i, o in enumerate(objects)}
+    out[[pos[o] for o in g_uniq[np.argsort(g_first)]]] = V
+    return out
+
+
+_EMPTY = pa.table({S.ID: pa.array([], pa.string()), S.BAND: pa.array([], pa.string()),
+                   S.TIME: pa.array([], pa.list_(pa.float64())), S.MAG: pa.array([], pa.list_(pa.float32())),
+                   S.ERR: pa.array([], pa.list_(pa.float32()))})  # fmt: skip

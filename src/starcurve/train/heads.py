@@ -1,0 +1,142 @@
+"""Training the Astromer 2 head (``starcurve.models.heads.Classifier``) on an encoder.
+
+Training happens on windows (each window carries its object's label, weighted 1/windows-of-its-
+object so that every object counts once), in two stages, both through the one loop
+``starcurve.train.loop.train``, with early stopping on a stratified validation split of the training
+objects (``starcurve.train.supervised.split_validation``):
+1. frozen encoder: per-layer window means are computed once, then only the head learns (fast);
+2. optionally the whole network (``full_steps > 0``), starting from stage 1, at a lower rate.
+
+``estimators.EncoderClassifier`` (the FS-1 ``finetune`` method) is built on it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import f1_score
+
+from starcurve.data.windows import windows
+from starcurve.errors import StarcurveError
+from starcurve.models.encoder import Encoder
+from starcurve.models.heads import Classifier, _per_row, layer_means
+from starcurve.models.hub import load_model
+from starcurve.train.loop import TrainConfig, train
+from starcurve.train.supervised import split_validation
+
+
+def fit_classifier(
+    model=None,
+    table: pa.Table | None = None,
+    y=None,
+    *,
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    head_steps: int = 400,
+    full_steps: int = 0,
+    batch_size: int = 64,
+    full_batch_size: int = 32,
+    head_lr: float = 1e-3,
+    full_lr: float = 1e-4,
+    val_fraction: float = 0.2,
+    eval_every: int = 25,
+    patience: int = 8,
+) -> Classifier:
+    """Train a classifier on a clean table (one row per object) with labels ``y``.
+
+    ``model``: a model folder, a loaded ``Model``/``Encoder``, or None for the shipped model.
+    Stage 1 trains the head on the frozen encoder; ``full_steps > 0`` then trains the whole network.
+    """
+    enc = model if isinstance(model, Encoder) else getattr(model, "encoder", None)
+    enc = enc if enc is not None else load_model(model).encoder
+    y = np.asarray(y).astype(str)
+    if table is None or table.num_rows != len(y) or len(y) == 0:
+        raise StarcurveError("fit_classifier: give a non-empty table and one label per row")
+    classes = sorted(set(y))
+    if len(classes) < 2:
+        raise StarcurveError(f"fit_classifier: need at least 2 classes, got {classes}")
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    clf = Classifier(enc, classes)
+    out_dir = Path(out_dir)
+    tr, va = split_validation(y, val_fraction, rng)
+    if len(va) == 0:
+        tr = np.arange(len(y))
+    cls_index = {c: i for i, c in enumerate(classes)}
+    label = np.array([cls_index[c] for c in y])
+    w = windows(table, enc.config.window, mode="consecutive")
+    n_win = np.bincount(w.row, minlength=len(y))
+    in_tr = np.isin(w.row, tr)
+    wt = torch.from_numpy(1.0 / n_win[w.row]).float()  # every object counts once
+    tensors = {k: torch.from_numpy(getattr(w, k)) for k in ("time", "mag", "mask", "err")}
+    tensors["y"] = torch.from_numpy(label[w.row])
+    tensors["w"] = wt
+
+    def loss_fn(net, batch):
+        logits = net(batch)
+        ce = F.cross_entropy(logits.float(), batch["y"], reduction="none")
+        return (ce * batch["w"]).sum() / batch["w"].sum(), {}
+
+    def batches_from(data: dict, idx: np.ndarray, gen: np.random.Generator, bs: int = batch_size):
+        def it():
+            perm = idx[gen.permutation(len(idx))]
+            for s in range(0, len(perm), bs):
+                sel = torch.from_numpy(perm[s : s + bs])
+                yield {k: v[sel] for k, v in data.items()}
+        return it
+
+    def evaluator(get_logits):
+        if len(va) == 0:
+            return None
+        va_win = np.flatnonzero(np.isin(w.row, va))
+        row_of = {r: i for i, r in enumerate(va)}
+        rows = np.array([row_of[r] for r in w.row[va_win]])
+
+        def score(net) -> float:
+            net.eval()
+            with torch.no_grad():
+                probs = get_logits(net, va_win).softmax(-1).numpy()
+            pred = _per_row(probs, rows, len(va)).argmax(1)
+            net.train()
+            return f1_score(label[va], pred, average="macro")
+        return score
+
+    # Stage 1: frozen encoder, cached per-layer window means.
+    clf.set_encoder_trainable(False)
+    enc.eval()
+    with torch.inference_mode():
+        feats = torch.cat([
+            layer_means(enc, *(tensors[k][s : s + 256] for k in ("time", "mag", "mask", "err")))
+            for s in range(0, len(wt), 256)
+        ])
+    data1 = {"feats": feats, "y": tensors["y"], "w": wt}
+    tcfg = TrainConfig(steps=head_steps, lr=head_lr, optimizer="adamw", weight_decay=1e-4,
+                       warmup=20, eval_every=eval_every, patience=patience, log_every=25,
+                       ckpt_every=10**9, seed=seed)
+    score = evaluator(lambda net, idx: net({"feats": feats[idx]}))
+    train(clf, batches_from(data1, np.flatnonzero(in_tr), rng), loss_fn, out_dir / "head", tcfg,
+          eval_fn=score, desc="head")
+
+    # Stage 2: the whole network.
+    if full_steps > 0:
+        clf.set_encoder_trainable(True)
+        tcfg = TrainConfig(steps=full_steps, lr=full_lr, optimizer="adamw", weight_decay=1e-4,
+                           warmup=20, eval_every=eval_every, patience=max(patience // 2, 2),
+                           log_every=25, ckpt_every=10**9, seed=seed)
+        data2 = {k: v for k, v in tensors.items()}
+
+        def full_logits(net, idx):
+            out = [net({k: data2[k][idx[s : s + 256]] for k in ("time", "mag", "mask", "err")})
+                   for s in range(0, len(idx), 256)]
+            return torch.cat(out).float()
+
+        bs = full_batch_size
+        train(clf, batches_from(data2, np.flatnonzero(in_tr), rng, bs), loss_fn, out_dir / "full",
+              tcfg, eval_fn=evaluator(full_logits), desc="full")
+    clf.set_encoder_trainable(False)
+    return clf.eval()
