@@ -26,7 +26,7 @@ from starcurve.errors import StarcurveError
 from starcurve.models.encoder import Encoder
 from starcurve.models.heads import Classifier, _per_row, layer_means
 from starcurve.models.hub import load_model
-from starcurve.train.loop import TrainConfig, train
+from starcurve.train.loop import TrainConfig, model_device, to_device, train
 from starcurve.train.supervised import split_validation
 
 
@@ -100,7 +100,7 @@ def fit_classifier(
         def score(net) -> float:
             net.eval()
             with torch.no_grad():
-                probs = get_logits(net, va_win).softmax(-1).numpy()
+                probs = get_logits(net, va_win).float().softmax(-1).cpu().numpy()
             pred = _per_row(probs, rows, len(va)).argmax(1)
             net.train()
             return f1_score(label[va], pred, average="macro")
@@ -109,16 +109,18 @@ def fit_classifier(
     # Stage 1: frozen encoder, cached per-layer window means.
     clf.set_encoder_trainable(False)
     enc.eval()
+    dev = model_device(enc)
     with torch.inference_mode():
         feats = torch.cat([
-            layer_means(enc, *(tensors[k][s : s + 256] for k in ("time", "mag", "mask", "err")))
+            layer_means(enc, *to_device(
+                [tensors[k][s : s + 256] for k in ("time", "mag", "mask", "err")], dev)).cpu()
             for s in range(0, len(wt), 256)
         ])
     data1 = {"feats": feats, "y": tensors["y"], "w": wt}
     tcfg = TrainConfig(steps=head_steps, lr=head_lr, optimizer="adamw", weight_decay=1e-4,
                        warmup=20, eval_every=eval_every, patience=patience, log_every=25,
                        ckpt_every=10**9, seed=seed)
-    score = evaluator(lambda net, idx: net({"feats": feats[idx]}))
+    score = evaluator(lambda net, idx: net(to_device({"feats": feats[idx]}, model_device(net))))
     train(clf, batches_from(data1, np.flatnonzero(in_tr), rng), loss_fn, out_dir / "head", tcfg,
           eval_fn=score, desc="head")
 
@@ -131,7 +133,9 @@ def fit_classifier(
         data2 = {k: v for k, v in tensors.items()}
 
         def full_logits(net, idx):
-            out = [net({k: data2[k][idx[s : s + 256]] for k in ("time", "mag", "mask", "err")})
+            dev = model_device(net)
+            out = [net(to_device(
+                       {k: data2[k][idx[s : s + 256]] for k in ("time", "mag", "mask", "err")}, dev))
                    for s in range(0, len(idx), 256)]
             return torch.cat(out).float()
 

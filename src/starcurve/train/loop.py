@@ -49,12 +49,60 @@ class TrainConfig:
     seed: int = 0
 
 
-def ddp_setup() -> tuple[int, int]:
-    """Initialise torch.distributed when launched by torchrun; return (rank, world size)."""
+def ddp_setup(device_type: str | None = None) -> tuple[int, int]:
+    """Initialise torch.distributed when launched by torchrun; return (rank, world size).
+
+    The backend is nccl for CUDA (``device_type`` "cuda", or None with a GPU present), else gloo.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        cuda = device_type == "cuda" or (device_type is None and torch.cuda.is_available())
+        dist.init_process_group("nccl" if cuda else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def model_device(module: torch.nn.Module) -> torch.device:
+    """The device of ``module``'s first parameter (or buffer); CPU for a module with neither."""
+    for t in itertools.chain(module.parameters(), module.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def to_device(batch, device: str | torch.device):
+    """``batch`` with every tensor moved to ``device``: a tensor, or dicts, lists and tuples of them
+    (nested as deep as needed); anything else is returned unchanged.
+
+    Validation closures (``eval_fn``) get the model on its training device and must move their
+    inputs with ``to_device(x, model_device(model))`` (and bring results back with ``.cpu()``).
+    """
+    device = torch.device(device)
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=device.type == "cuda")  # host-to-GPU copies overlap
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        moved = [to_device(v, device) for v in batch]
+        return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
+    return batch
+
+
+def pick_device(device: str | torch.device | None, rank: int = 0) -> torch.device:
+    """``device`` as a torch.device; None: ``cuda:<rank>`` when a GPU is present, else CPU. A bare
+    "cuda" gets the rank's GPU (rank modulo the GPUs present)."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", rank % max(torch.cuda.device_count(), 1))
+    return device
+
+
+def _from_rank0(value: float, device: torch.device) -> float:
+    """``value`` as rank 0 has it, on every rank (a collective: every rank must call it)."""
+    on = torch.device("cpu") if dist.get_backend() == "gloo" else device
+    t = torch.tensor([float(value)], dtype=torch.float64, device=on)
+    dist.broadcast(t, src=0)
+    return float(t.item())
 
 
 def atomic_json(obj, path: Path) -> None:
@@ -131,6 +179,7 @@ def train(
     eval_name: str = "val_score",
     lower_is_better: bool = False,
     desc: str = "train",
+    device: str | torch.device | None = None,
 ) -> dict:
     """Train ``model`` for ``cfg.steps`` steps on ``batches()`` (re-created when exhausted).
 
@@ -141,11 +190,20 @@ def train(
     Returns a summary dict: steps done, last loss, ``best_<eval_name>`` (with ``eval_fn``), seconds,
     early_stopped; a number that is not finite is None, so the summary prints as valid JSON.
     A resumed run first drops the rows of ``log.csv`` logged after its checkpoint (it logs them again).
+
+    ``device`` (a string or torch.device; None: ``cuda:<rank>`` when a GPU is present, else CPU) is
+    where the loop puts the model and every batch (tensors at any depth of dicts/lists/tuples), so
+    ``loss_fn`` gets its batch on the model's device. ``eval_fn`` runs on rank 0 with the model on
+    that device and must move its own inputs: ``to_device(x, model_device(model))``. Under DDP the
+    early-stopping decision of rank 0 is broadcast, so every rank stops at the same step.
     """
     sign = -1.0 if lower_is_better else 1.0  # inside (and in checkpoints) higher is better
     out_dir = Path(out_dir)
-    rank, world = ddp_setup()
-    device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
+    wanted = None if device is None else torch.device(device)
+    rank, world = ddp_setup(None if wanted is None else wanted.type)
+    device = pick_device(wanted, rank)
+    if world > 1 and device.type == "cuda":
+        torch.cuda.set_device(device)  # nccl collectives run on the current GPU
     torch.manual_seed(cfg.seed + rank)
     model.to(device)
     opt = make_optimizer(model, cfg)
@@ -189,7 +247,7 @@ def train(
     autocast = device.type == "cuda" and cfg.amp
     try:
         while step < cfg.steps:
-            batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in next(data).items()}
+            batch = to_device(next(data), device)
             net.train()
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
@@ -228,6 +286,9 @@ def train(
                 bar.set_postfix({"loss": f"{loss_val:.4f}", eval_name: f"{figure:.4f}",
                                  f"best_{eval_name}": f"{sign * best:.4f}"})
                 stopped = bool(cfg.patience and bad_evals >= cfg.patience)
+            if world > 1 and cfg.patience and cfg.eval_every and step % cfg.eval_every == 0:
+                # rank 0 decided (the condition depends on cfg only, so every rank gets here)
+                stopped = bool(_from_rank0(stopped, device))
             if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps or stopped):
                 ckpt.save(model, opt, step, {"best": _finite(best), "bad_evals": bad_evals,
                                              "config": _jsonable(cfg)})

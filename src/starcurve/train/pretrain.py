@@ -47,7 +47,7 @@ from starcurve.errors import StarcurveError
 from starcurve.models.encoder import Encoder, EncoderConfig, build, get_config
 from starcurve.models.folder import read_folder, save_folder
 from starcurve.models.hub import load_model, save_model
-from starcurve.train.loop import TrainConfig, ddp_setup, drop_rows_after, train
+from starcurve.train.loop import TrainConfig, ddp_setup, drop_rows_after, model_device, to_device, train
 
 log = logging.getLogger("starcurve")
 PROBE, KEEP, RANDOM = 0.5, 0.2, 0.2
@@ -233,12 +233,12 @@ class Validation:
     def metrics(self, model: Encoder) -> dict:
         was = model.training
         model.eval()
-        dev = next(model.parameters()).device
+        dev = model_device(model)
         g = torch.Generator(device=dev).manual_seed(self.seed)  # the same probes every time
         sums: dict[str, float] = {}
         n = self.n_windows
         for s in range(0, n, self.batch_size):
-            b = {k: v[s : s + self.batch_size].to(dev) for k, v in self.batch.items()}
+            b = to_device({k: v[s : s + self.batch_size] for k, v in self.batch.items()}, dev)
             loss, m = self.loss_fn(model, b, g)
             k = len(next(iter(b.values())))
             for key, v in {**m, "loss": loss}.items():

@@ -50,7 +50,7 @@ from starcurve.errors import StarcurveError
 from starcurve.models.cnn import CNNClassifier, CNNConfig
 from starcurve.models.folder import save_folder
 from starcurve.models.rnn import RNNClassifier, RNNConfig
-from starcurve.train.loop import TrainConfig, train
+from starcurve.train.loop import TrainConfig, model_device, to_device, train
 
 log = logging.getLogger("starcurve")
 MODELS = {"rnn": (RNNClassifier, RNNConfig), "cnn": (CNNClassifier, CNNConfig)}
@@ -218,8 +218,9 @@ def fit(
         """The (class-weighted) validation cross-entropy."""
         net.eval()
         total, norm = 0.0, 0.0
+        dev = model_device(net)
         for b in val_batches:
-            logits = net(b["x"], b["lengths"])
+            logits = net(*to_device((b["x"], b["lengths"]), dev)).float().cpu()
             w = weight[b["y"]] if weight is not None else torch.ones(len(b["y"]))
             total += float((F.cross_entropy(logits, b["y"], reduction="none") * w).sum())
             norm += float(w.sum())
