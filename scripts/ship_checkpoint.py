@@ -4,8 +4,9 @@
 
 Writes OUT/config.json (the run's configuration and record: command, data, steps done, the last
 held-out validation row of RUN/val.csv) and OUT/model.safetensors (encoder weights only, no optimizer
-state). The head (head.json / head.safetensors) must be retrained afterwards with
-scripts/train_head.py, since it reads the encoder's embeddings.
+state). OUT becomes an encoder folder; the head must be retrained afterwards with scripts/train_head.py
+(which makes OUT the classifier folder that ships: the encoder and its head), since the head reads
+the encoder's embeddings.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import csv
 import json
 from pathlib import Path
 
-from starcurve.models.hub import load_encoder, save_model
+from starcurve.models.hub import load_model, save_model
 
 
 def main() -> None:
@@ -24,7 +25,7 @@ def main() -> None:
     ap.add_argument("--out", default="src/starcurve/resources/models/default")
     args = ap.parse_args()
     run, out = Path(args.run), Path(args.out)
-    encoder = load_encoder(run)  # the run folder's model.safetensors, else its checkpoint
+    encoder = load_model(run).encoder  # the run folder's model.safetensors, else its checkpoint
     meta = json.loads((run / "config.json").read_text())["meta"]
     state = run / "checkpoint" / "state.json"
     steps = json.loads(state.read_text())["step"] if state.exists() else meta["train"]["steps"]

@@ -28,6 +28,8 @@ from starcurve.data import schema as S
 from starcurve.data.simulate import simulate
 from starcurve.eval.fewshot import test_object_ids
 from starcurve.models import classify as C
+from starcurve.models.estimators import TaxonomyClassifier
+from starcurve.models.folder import read_folder
 from starcurve.models.hub import load_model
 from starcurve.train.loop import atomic_json
 
@@ -66,9 +68,11 @@ def main() -> None:
     outliers = np.vstack([C.head_inputs(model, t, fap=False)[0] for t in sims])
     state = C.fit_head(X, labels, seed=args.seed, log_fap=fap, outliers=outliers)
     _, usable = C.label_sets(labels)
-    C.save_head(state, folder, {"trained_on": int(usable.sum()), "seed": args.seed,
-                                "command": "python scripts/train_head.py " + " ".join(
-                                    f"--{k} {v}" for k, v in vars(args).items())})  # fmt: skip
+    meta = read_folder(folder, weights=False).meta  # the encoder's record is kept
+    meta["head"] = {"trained_on": int(usable.sum()), "seed": args.seed,
+                    "command": "python scripts/train_head.py " + " ".join(
+                        f"--{k} {v}" for k, v in vars(args).items())}  # fmt: skip
+    TaxonomyClassifier().with_state(model, {**state, "classes": C.FINE}, meta).save(folder)
 
     prob, ood = C.predict(state, *C.head_inputs(model, held))
     pred = np.array(C.FINE)[prob.argmax(1)]

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
-from starcurve.cli import OUTPUT_DIR
+from starcurve.cli import OUTPUT_DIR, band_option, data_option, output_option, seed_option
 from starcurve.data import io
 from starcurve.data import schema as S
 from starcurve.data.clean import clean
@@ -183,87 +183,44 @@ class Context:
 
 @dataclass
 class Method:
+    """An FS-1 method: a transformer (any ``fit``/``vectors`` object of ``models/estimators.py``)
+    whose vectors a probe classifies, or a light-curve classifier (a ``Predictor``) trained per cell."""
+
     name: str
     help: str
-    vectorise: Callable | None = None  # (table, ctx) -> (X [rows, d], info dict)
-    fit_predict: Callable | None = None  # (train, y, test, seed, out_dir, ctx) -> (pred, s/LC)
+    transformers: Callable | None = None  # ctx -> [transformer, ...] (vectors side by side)
+    classifier: Callable | None = None  # (ctx, seed, out_dir) -> Predictor
     probe: str = "mlp"  # for vectorisers: "forest" or "mlp" (or any name in PROBES)
     embedding: bool = False  # draw a 2-D map of its test vectors
 
 
-def _missing(method: str, what: str, e: Exception) -> StarcurveError:
-    return StarcurveError(f"method {method} is not available yet ({what} is missing: {e})")
+def features(ctx: Context):
+    from starcurve.models.estimators import Features
+
+    return Features(ctx.features, min_obs=FS1_MIN_OBS, per_object=ctx.objects, progress=ctx.progress)
 
 
-def _import(method: str, module: str, attr: str):
-    """Import ``module.attr`` lazily; a part not written yet becomes a clear StarcurveError."""
-    import importlib
+def embedder(ctx: Context):
+    from starcurve.models.estimators import Embedder
 
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name and module.startswith(e.name):
-            raise _missing(method, module, e) from None
-        raise
-    if not hasattr(mod, attr):
-        raise _missing(method, f"{module}.{attr}", AttributeError(attr))
-    return getattr(mod, attr)
+    return Embedder(ctx.model, ctx.layers, min_obs=FS1_MIN_OBS, per_object=ctx.objects,
+                    progress=ctx.progress)  # fmt: skip
 
 
-def _vec_forest(table: pa.Table, ctx: Context):
-    from starcurve.models.forest import extract_features, light_curve_available
+def _network(kind: str):
+    def make(ctx, seed, out_dir):
+        from starcurve.train.supervised import fs1_estimator
 
-    backend = ctx.features
-    if backend == "auto":
-        backend = "light-curve" if light_curve_available() else "numpy"
-    X, names = extract_features(table, backend=backend, progress=ctx.progress)
-    if ctx.objects:  # each band's features side by side (bands sorted; a missing band is NaN)
-        X, names = _side_by_side(table, X, names)
-    info = {"backend": backend, "features": names}
-    if backend == "light-curve":
-        import light_curve
+        return fs1_estimator(kind, seed, out_dir)
 
-        info["light-curve"] = light_curve.__version__
-    return X, info
+    return make
 
 
-def _side_by_side(table: pa.Table, X: np.ndarray, names: list[str]):
-    """Per-row vectors -> one row per object (first-appearance order), bands side by side."""
-    ids = np.asarray(table.column(S.ID).to_pylist(), dtype=str)
-    bands = np.asarray(table.column(S.BAND).to_pylist(), dtype=str)
-    uniq, first, inv = np.unique(ids, return_index=True, return_inverse=True)
-    rank = np.empty(len(uniq), np.int64)
-    rank[np.argsort(first)] = np.arange(len(uniq))
-    names_b = sorted(set(bands))
-    out = np.full((len(uniq), len(names_b) * X.shape[1]), np.nan)
-    for k, b in enumerate(names_b):
-        sel = bands == b
-        out[rank[inv[sel]], k * X.shape[1] : (k + 1) * X.shape[1]] = X[sel]
-    return out, [f"{b}:{n}" for b in names_b for n in names]
+def _finetune(ctx, seed, out_dir):
+    """The encoder of ``--model`` with the Astromer 2 head, then 150 steps of the whole network."""
+    from starcurve.models.estimators import EncoderClassifier
 
-
-def _vec_embed(table: pa.Table, ctx: Context):
-    load_model = _import("embed", "starcurve.models.hub", "load_model")
-    model = load_model(ctx.model) if ctx.model else load_model()
-    if ctx.objects:  # one embedding per object from all its bands
-        X = model.embed_objects(table, layers=ctx.layers, progress=ctx.progress)[1]
-    else:
-        X = model.embed_table(table, layers=ctx.layers, progress=ctx.progress)
-    info = {"model": ctx.model or "default", "dim": int(X.shape[1]), "layers": ctx.layers}
-    return np.asarray(X, dtype=np.float64), info
-
-
-def _e2e(kind: str):
-    def fit_predict(train, y, test, seed, out_dir, ctx):
-        fn = _import(kind, "starcurve.train.supervised", "fs1_fit_predict")
-        return fn(kind, train, y, test, seed=seed, out_dir=out_dir)
-
-    return fit_predict
-
-
-def _finetune(train, y, test, seed, out_dir, ctx):
-    fn = _import("finetune", "starcurve.models.heads", "finetune_fit_predict")
-    return fn(train, y, test, seed=seed, model_dir=ctx.model, out_dir=out_dir)
+    return EncoderClassifier(ctx.model, full_steps=150, seed=seed, out_dir=out_dir)
 
 
 METHODS: dict[str, Method] = {}
@@ -275,14 +232,15 @@ def register(method: Method) -> Method:
     return method
 
 
-register(Method("forest", "light-curve features + random forest", _vec_forest, probe="forest"))
-register(Method("embed", "embeddings of --model + MLP probe", _vec_embed, embedding=True))
-register(Method("hybrid", "embeddings joined with features + MLP probe", None, embedding=True))
-register(Method("hybrid-forest", "embeddings joined with features + random forest", None,
-                probe="forest", embedding=True))
-register(Method("rnn", "GRU on (dt, dm) trained on the training set", fit_predict=_e2e("rnn")))
-register(Method("cnn", "1-D CNN on (dt, dm) trained on the training set", fit_predict=_e2e("cnn")))
-register(Method("finetune", "the encoder of --model trained with a classifier", fit_predict=_finetune))
+register(Method("forest", "light-curve features + random forest", lambda c: [features(c)], probe="forest"))
+register(Method("embed", "embeddings of --model + MLP probe", lambda c: [embedder(c)], embedding=True))
+register(Method("hybrid", "embeddings joined with features + MLP probe",
+                lambda c: [embedder(c), features(c)], embedding=True))
+register(Method("hybrid-forest", "embeddings joined with features + random forest",
+                lambda c: [embedder(c), features(c)], probe="forest", embedding=True))
+register(Method("rnn", "GRU on (dt, dm) trained on the training set", classifier=_network("rnn")))
+register(Method("cnn", "1-D CNN on (dt, dm) trained on the training set", classifier=_network("cnn")))
+register(Method("finetune", "the encoder of --model trained with a classifier", classifier=_finetune))
 
 
 def _make_forest(seed: int):
@@ -332,8 +290,26 @@ def _save_npy(arr: np.ndarray, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _vectors(name: str, fn: Callable, data: FS1Data, ctx: Context) -> tuple[np.ndarray, dict]:
-    """Vectors of every object by ``fn``, cached in ``ctx.out`` so a killed run resumes."""
+def _describe(t, table: pa.Table, ctx: Context) -> tuple[str, dict]:
+    """(cache name, what the results record) of an FS-1 transformer."""
+    if hasattr(t, "model_"):
+        return "embed", {"model": ctx.model or "default", "dim": int(t.model_.dim), "layers": ctx.layers}
+    names = t.names_
+    if t.per_object:  # each band's features side by side (bands sorted)
+        names = [f"{b}:{n}" for b in sorted(set(table.column(S.BAND).to_pylist())) for n in names]
+    info = {"backend": t.backend_, "features": names}
+    if t.backend_ == "light-curve":
+        import light_curve
+
+        info["light-curve"] = light_curve.__version__
+    return "forest", info
+
+
+def _vectors(t, data: FS1Data, ctx: Context) -> tuple[np.ndarray, dict]:
+    """Vectors of every object by the transformer ``t`` (on the clean FS-1 table: no second
+    cleaning), cached in ``ctx.out`` so a killed run resumes."""
+    table = data.multi if data.multi is not None else data.table
+    name, info = _describe(t.fit(), table, ctx)
     key = {"vectoriser": name, "ids": _hash(data.ids), "band": data.band}
     key.update({"model": model_id(ctx.model), "layers": ctx.layers} if name == "embed" else {})
     key.update({"features": ctx.features} if name == "forest" else {})
@@ -344,13 +320,11 @@ def _vectors(name: str, fn: Callable, data: FS1Data, ctx: Context) -> tuple[np.n
             log.info("reusing cached %s vectors from %s", name, path)
             return np.load(path, allow_pickle=False), meta
     wall, cpu = time.perf_counter(), time.process_time()
+    X = t.vectors(table)
     if data.multi is not None:  # band 'all': one row per object, in the order of first appearance
-        X, info = fn(data.multi, Context(**{**vars(ctx), "objects": True}))
         ids = np.asarray(data.multi.column(S.ID).to_pylist(), dtype=str)
         uniq, first = np.unique(ids, return_index=True)
         X = X[np.argsort(np.argsort(first))[np.searchsorted(uniq, data.ids)]]
-    else:
-        X, info = fn(data.table, ctx)
     if len(X) != data.table.num_rows:
         raise StarcurveError(f"{name} returned {len(X)} vectors for {data.table.num_rows} objects")
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -362,17 +336,35 @@ def _vectors(name: str, fn: Callable, data: FS1Data, ctx: Context) -> tuple[np.n
 
 
 def _method_vectors(method: Method, data: FS1Data, ctx: Context) -> tuple[np.ndarray, dict, dict]:
-    """(vectors, info, timing) of a vectoriser method; hybrid joins the embed and forest vectors."""
-    if method.name.startswith("hybrid"):
-        E, ei = _vectors("embed", _vec_embed, data, ctx)
-        F, fi = _vectors("forest", _vec_forest, data, ctx)
-        info = {"embed": ei, "forest": fi, "embedding_dims": int(E.shape[1])}
-        sec = ei["seconds_per_lc"] + fi["seconds_per_lc"]
-        cpu = ei["cpu_seconds_per_lc"] + fi["cpu_seconds_per_lc"]
-        return np.hstack([E, F]), info, {"seconds_per_lc": sec, "cpu_seconds_per_lc": cpu}
-    X, info = _vectors(method.name, method.vectorise, data, ctx)
-    timing = {k: info[k] for k in ("seconds_per_lc", "cpu_seconds_per_lc")}
-    return X, info, timing
+    """(vectors, info, timing) of a vectoriser method; several transformers' vectors side by side
+    (hybrid: the embeddings, then the features)."""
+    ctx = Context(**{**vars(ctx), "objects": data.multi is not None})
+    parts = [_vectors(t, data, ctx) for t in method.transformers(ctx)]
+    timing = {k: sum(info[k] for _, info in parts) for k in ("seconds_per_lc", "cpu_seconds_per_lc")}
+    if len(parts) == 1:
+        return parts[0][0], parts[0][1], timing
+    info = {part[1]["key"]["vectoriser"]: part[1] for part in parts}
+    info["embedding_dims"] = int(parts[0][0].shape[1])
+    return np.hstack([X for X, _ in parts]), info, timing
+
+
+def _classify(clf, fs1: FS1Data, rows: np.ndarray, y_train: np.ndarray, out: Path):
+    """An end-to-end method's cell: ``clf`` trained on the training rows only, then the label of
+    every test object. A test light curve the model cannot classify (too short for it) gets the most
+    frequent training class, since FS-1 scores every object (counted in ``out/fs1_predict.json``).
+    Returns the labels and the seconds per test light curve spent predicting."""
+    clf.fit_table(fs1.table.take(pa.array(rows)), y_train)
+    test = fs1.table.filter(pa.array(fs1.test))
+    t0 = time.perf_counter()
+    pred = clf.labels(clf.answer(test).proba)
+    seconds = (time.perf_counter() - t0) / max(test.num_rows, 1)
+    values, counts = np.unique(y_train, return_counts=True)
+    fallback = str(values[np.argmax(counts)])
+    skipped = np.array([p is None for p in pred])
+    pred[skipped] = fallback
+    atomic_json({"skipped_test_objects": int(skipped.sum()), "fallback_class": fallback,
+                 "seconds_per_lc": seconds, **getattr(clf, "meta_", {})}, out / "fs1_predict.json")  # fmt: skip
+    return pred, seconds
 
 
 def _score(y_true: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
@@ -439,7 +431,7 @@ def run(
     info: dict = {}
     timing: dict = {}
     X = None
-    if m.fit_predict is None:
+    if m.classifier is None:
         X, info, timing = _method_vectors(m, fs1, ctx)
     todo = [(f, n) for f in range(folds) for n in ns]
     bar = tqdm(todo, desc=f"FS-1 {method}", disable=not progress)
@@ -455,7 +447,7 @@ def run(
         if shuffle_labels:
             y_train = np.random.default_rng(10_000 + f).permutation(y_train)
         cell: dict = {"n_train": len(rows)}
-        if m.fit_predict is None:
+        if m.classifier is None:
             probe = PROBES[m.probe](seed + f)
             t0 = time.perf_counter()
             probe.fit(X[rows], y_train)
@@ -464,11 +456,8 @@ def run(
         else:
             cell_dir = out / "cells" / key
             cell_dir.mkdir(parents=True, exist_ok=True)
-            pred, sec = m.fit_predict(
-                fs1.table.take(pa.array(rows)), y_train, fs1.table.filter(pa.array(fs1.test)),
-                seed + f, cell_dir, ctx,
-            )  # fmt: skip
-            cell["seconds_per_lc"] = float(sec)
+            pred, cell["seconds_per_lc"] = _classify(m.classifier(ctx, seed + f, cell_dir), fs1, rows,
+                                                     y_train, cell_dir)  # fmt: skip
         pred = np.asarray(pred).astype(str)
         if len(pred) != len(y_test):
             raise StarcurveError(f"method {method} returned {len(pred)} predictions for {len(y_test)}")
@@ -476,7 +465,7 @@ def run(
         cells[key] = cell
         atomic_json({"header": header, "cells": cells}, cells_path)
 
-    if m.fit_predict is not None:
+    if m.classifier is not None:
         secs = [cells[f"f{f}_n{n}"]["seconds_per_lc"] for f, n in todo]
         timing = {"seconds_per_lc": float(np.mean(secs))}
     results = {}
@@ -577,16 +566,17 @@ def versions(info: dict) -> dict:
 
 
 @click.command("benchmark")
-@click.option("--data", "data_path", required=True, type=click.Path(), help="Labeled Parquet file.")
-@click.option("--band", required=True,
-              help="Band to use (e.g. V, R); '*' = each object's own band; 'all' = every band of "
-                   "each object, one vector per object.")
+@data_option("Labeled light curves (a Parquet file).")
+@band_option
+@click.option("--all-bands", is_flag=True,
+              help="One vector per object from all its bands (of --band) [default: one band per "
+                   "object: the band given, else each object's first row].")
 @click.option("--method", required=True, help=f"One of: {', '.join(METHODS)}.")
-@click.option("--model", default=None, help="Model folder for embed/hybrid/finetune.")
-@click.option("--out", "out_dir", required=True, type=OUTPUT_DIR, help="Result folder.")
+@click.option("--model", default=None, help="Model folder for embed/hybrid/finetune [default: the shipped one].")
+@output_option(OUTPUT_DIR, "Result folder.")
 @click.option("--n", "ns", default="20,100,500", show_default=True, help="Labels per class.")
 @click.option("--folds", default=3, show_default=True, help="Number of folds.")
-@click.option("--seed", default=0, show_default=True, help="Offset of the probes' random states.")
+@seed_option("Offset of the probes' random states.")
 @click.option(
     "--features", default="auto", show_default=True,
     type=click.Choice(["auto", "light-curve", "numpy"]), help="Feature backend (forest, hybrid).",
@@ -594,24 +584,35 @@ def versions(info: dict) -> dict:
 @click.option("--layers", type=click.Choice(["last", "weighted"]), default=None,
               help="Embedding readout for embed/hybrid [default: the model's].")
 @click.option("--shuffle-labels", is_flag=True, help="Negative control: must score at chance.")
-def benchmark_cmd(data_path, band, method, model, out_dir, ns, folds, seed, features, layers,
+def benchmark_cmd(data, band, all_bands, method, model, output, ns, folds, seed, features, layers,
                   shuffle_labels):
     """Score METHOD on a labeled file with the FS-1 protocol (see BENCHMARK.md)."""
+    if len(data) != 1:
+        raise StarcurveError("--data: FS-1 scores one labeled file at a time")
+    data_path, out_dir = data[0], output
+    if band and "," in band and not all_bands:
+        raise StarcurveError("--band with several bands needs --all-bands (FS-1 uses one row per object)")
+    fs1_band = "all" if all_bands else (band or "*")
     try:
         sizes = [int(x) for x in ns.split(",") if x.strip()]
     except ValueError:
         raise StarcurveError(f"--n must be comma-separated integers, got '{ns}'") from None
     q = shlex.quote
     command = (
-        f"starcurve benchmark --data {q(data_path)} --band {q(band)} --method {method}"
+        f"starcurve benchmark --data {q(data_path)}" + (f" --band {q(band)}" if band else "")
+        + (" --all-bands" if all_bands else "") + f" --method {method}"
         + (f" --model {q(model)}" if model else "")
-        + f" --out {q(out_dir)} --n {ns} --folds {folds} --seed {seed}"
+        + f" --output {q(out_dir)} --n {ns} --folds {folds} --seed {seed}"
         + (f" --features {features}" if features != "auto" else "")
         + (f" --layers {layers}" if layers else "")
         + (" --shuffle-labels" if shuffle_labels else "")
-    )
+    )  # fmt: skip
+    if all_bands and band:  # only these bands of each object
+        from starcurve.data.io import read
+
+        data_path = read(data_path, band=band)
     result = run(
-        data_path, band, method, out_dir, model=model, ns=sizes, folds=folds, seed=seed,
+        data_path, fs1_band, method, out_dir, model=model, ns=sizes, folds=folds, seed=seed,
         features=features, layers=layers, shuffle_labels=shuffle_labels, command=command,
     )  # fmt: skip
     from starcurve.eval.report import run_table

@@ -325,15 +325,16 @@ class Embedder(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X) -> np.ndarray:
+        return _transform(self, read(X, band=self.band), self.model_.dim if hasattr(self, "model_") else None)
+
+    def vectors(self, table: pa.Table) -> np.ndarray:
+        """Embeddings of the rows (``per_object``: the objects) of a clean table."""
         if not hasattr(self, "model_"):
             self.fit()
-        table, good, report = clean_input(read(X, band=self.band), self.min_obs)
         kw = {"layers": self.layers, "batch_size": self.batch_size, "progress": self.progress}
         if self.per_object:
-            return per_object_rows(table, good, lambda t: self.model_.embed_objects(t, **kw)[1])
-        out = np.full((table.num_rows, self.model_.dim), np.nan, np.float32)
-        out[report.kept] = self.model_.embed_table(good, **kw)
-        return out
+            return self.model_.embed_objects(table, **kw)[1]
+        return self.model_.embed_table(table, **kw)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         return np.array([f"emb{i}" for i in range(self.model_.dim)], dtype=object)
@@ -350,46 +351,45 @@ class Features(TransformerMixin, BaseEstimator):
         self.progress, self.n_jobs = progress, n_jobs
 
     def fit(self, X=None, y=None):
-        from starcurve.models.forest import extract_features, light_curve_available
+        from starcurve.models.forest import feature_names, light_curve_available
 
         self.backend_ = self.backend
         if self.backend == "auto":
             self.backend_ = "light-curve" if light_curve_available() else "numpy"
-        self.names_ = extract_features(_EMPTY, backend=self.backend_)[1]
+        self.names_ = feature_names(self.backend_)
         return self
 
     def transform(self, X) -> np.ndarray:
+        return _transform(self, read(X))
+
+    def vectors(self, table: pa.Table) -> np.ndarray:
+        """Features of the rows (``per_object``: the objects, bands side by side) of a clean table."""
         from starcurve.models.forest import extract_features, side_by_side
 
         if not hasattr(self, "backend_"):
             self.fit()
-        table, good, report = clean_input(X, self.min_obs)
-        feats = lambda t: extract_features(t, backend=self.backend_, progress=self.progress, n_jobs=self.n_jobs)[0]
-        if self.per_object:
-            return per_object_rows(table, good, lambda t: side_by_side(t, feats(t)))
-        out = np.full((table.num_rows, len(self.names_)), np.nan)
-        out[report.kept] = feats(good)
-        return out
+        X = extract_features(table, backend=self.backend_, progress=self.progress, n_jobs=self.n_jobs)[0]
+        return side_by_side(table, X) if self.per_object else X
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         return np.asarray(self.names_, dtype=object)
 
 
-def per_object_rows(table: pa.Table, good: pa.Table, vectors) -> np.ndarray:
-    """One row per object of ``table`` (first-appearance order) from ``vectors(good)``, which gives
-    one row per object of the clean ``good`` (objects with no clean row: NaN)."""
+def _transform(est, table: pa.Table, dim: int | None = None) -> np.ndarray:
+    """A transformer's ``vectors`` for every input row (or object): cleaned once here; a row (an
+    object) with nothing left after cleaning gets NaN, so that rows stay aligned with ``y``."""
+    good, report = clean(table, min_obs=est.min_obs)
+    V = np.asarray(est.vectors(good), np.float64)
+    if not est.per_object:
+        out = np.full((table.num_rows, V.shape[1] if good.num_rows else dim or 0), np.nan)
+        out[report.kept] = V
+        return out
     ids = np.asarray(table.column(S.ID).to_pylist(), dtype=str)
     uniq, first = np.unique(ids, return_index=True)
-    objects = uniq[np.argsort(first)]
+    rank = np.empty(len(uniq), np.int64)
+    rank[np.argsort(first)] = np.arange(len(uniq))  # objects in first-appearance order
     good_ids = np.asarray(good.column(S.ID).to_pylist(), dtype=str)
     g_uniq, g_first = np.unique(good_ids, return_index=True)
-    V = np.asarray(vectors(good)) if good.num_rows else np.zeros((0, 0))
-    out = np.full((len(objects), V.shape[1] if V.ndim == 2 else 0), np.nan, np.float64)
-    pos = {o: i for i, o in enumerate(objects)}
-    out[[pos[o] for o in g_uniq[np.argsort(g_first)]]] = V
+    out = np.full((len(uniq), V.shape[1] if V.ndim == 2 else dim or 0), np.nan)
+    out[rank[np.searchsorted(uniq, g_uniq[np.argsort(g_first)])]] = V
     return out
-
-
-_EMPTY = pa.table({S.ID: pa.array([], pa.string()), S.BAND: pa.array([], pa.string()),
-                   S.TIME: pa.array([], pa.list_(pa.float64())), S.MAG: pa.array([], pa.list_(pa.float32())),
-                   S.ERR: pa.array([], pa.list_(pa.float32()))})  # fmt: skip

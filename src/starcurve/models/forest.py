@@ -25,6 +25,7 @@ from math import factorial
 import numpy as np
 import pyarrow as pa
 import scipy.fft
+from sklearn.base import BaseEstimator, ClassifierMixin
 from tqdm.auto import tqdm
 
 from starcurve.data import schema as S
@@ -63,6 +64,27 @@ def extract_features(
     X = np.asarray(X, dtype=np.float64)
     X[~np.isfinite(X)] = np.nan
     return X, names
+
+
+def feature_names(backend: str) -> list[str]:
+    """The names of the features ``extract_features`` gives with ``backend``."""
+    return list(light_curve_extractor().names) if backend == "light-curve" else list(NUMPY_NAMES)
+
+
+def side_by_side(table: pa.Table, X: np.ndarray) -> np.ndarray:
+    """Per-row vectors -> one row per object (first-appearance order), its bands' vectors side by
+    side (bands sorted; a band the object lacks is NaN)."""
+    ids = np.asarray(table.column(S.ID).to_pylist(), dtype=str)
+    bands = np.asarray(table.column(S.BAND).to_pylist(), dtype=str)
+    uniq, first, inv = np.unique(ids, return_index=True, return_inverse=True)
+    rank = np.empty(len(uniq), np.int64)
+    rank[np.argsort(first)] = np.arange(len(uniq))
+    names_b = sorted(set(bands))
+    out = np.full((len(uniq), len(names_b) * X.shape[1]), np.nan)
+    for k, b in enumerate(names_b):
+        sel = bands == b
+        out[rank[inv[sel]], k * X.shape[1] : (k + 1) * X.shape[1]] = X[sel]
+    return out
 
 
 # ----------------------------------------------------------------------------- light-curve
@@ -369,34 +391,32 @@ def ls_peaks(
 # ----------------------------------------------------------------------------- the forest
 
 
-class FeatureForest:
-    """Median imputation (training-set medians) + ``RandomForestClassifier``; sklearn verbs."""
+class FeatureForest(ClassifierMixin, BaseEstimator):
+    """Median imputation (training-set medians; infinities count as missing) + a scikit-learn
+    ``RandomForestClassifier``: the FS-1 probe on feature vectors, a scikit-learn estimator."""
 
     def __init__(self, n_estimators: int = 500, random_state: int = 0, n_jobs: int = -1):
+        self.n_estimators, self.random_state, self.n_jobs = n_estimators, random_state, n_jobs
+
+    def fit(self, X: np.ndarray, y) -> FeatureForest:
         from sklearn.ensemble import RandomForestClassifier
         from sklearn.impute import SimpleImputer
         from sklearn.pipeline import make_pipeline
 
-        self.pipeline = make_pipeline(
+        self.pipeline_ = make_pipeline(
             SimpleImputer(strategy="median", keep_empty_features=True),
-            RandomForestClassifier(
-                n_estimators=n_estimators, random_state=random_state, n_jobs=n_jobs
-            ),
-        )
-
-    def fit(self, X: np.ndarray, y) -> FeatureForest:
-        self.pipeline.fit(_finite(X), y)
+            RandomForestClassifier(n_estimators=self.n_estimators, random_state=self.random_state,
+                                   n_jobs=self.n_jobs),
+        )  # fmt: skip
+        self.pipeline_.fit(_finite(X), y)
+        self.classes_ = self.pipeline_.classes_
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.pipeline.predict(_finite(X))
+        return self.pipeline_.predict(_finite(X))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self.pipeline.predict_proba(_finite(X))
-
-    @property
-    def classes_(self) -> np.ndarray:
-        return self.pipeline.classes_
+        return self.pipeline_.predict_proba(_finite(X))
 
 
 def _finite(X: np.ndarray) -> np.ndarray:
