@@ -72,7 +72,7 @@ def main() -> None:
     meta["head"] = {"trained_on": int(usable.sum()), "seed": args.seed,
                     "command": "python scripts/train_head.py " + " ".join(
                         f"--{k} {v}" for k, v in vars(args).items())}  # fmt: skip
-    TaxonomyClassifier().with_state(model, {**state, "classes": C.FINE}, meta).save(folder)
+    TaxonomyClassifier().with_state(model, state, meta).save(folder)
 
     prob, ood = C.predict(state, *C.head_inputs(model, held))
     pred = np.array(C.FINE)[prob.argmax(1)]

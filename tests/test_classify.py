@@ -10,6 +10,21 @@ from starcurve.cli import main
 from starcurve.data.io import from_arrays
 from starcurve.data.views import log10_false_alarm, periods
 from starcurve.models import classify as C
+from starcurve.models.encoder import Encoder, EncoderConfig
+from starcurve.models.estimators import TaxonomyClassifier
+from starcurve.models.folder import load
+from starcurve.models.hub import Model, load_model, save_model
+
+TINY = EncoderConfig(name="tiny", d_model=16, n_layers=1, n_heads=2, d_ff=16, norm="pre",
+                     residual="add", time_encoding="logspaced", mask_token="vector", use_err=True,
+                     scale=True)
+
+
+def round_trip(state: dict, folder, encoder=None) -> dict:
+    """Save a head (with a tiny encoder) as a classifier folder and load it back: its state."""
+    model = encoder or Model(Encoder(TINY))
+    TaxonomyClassifier().with_state(model, state, {"note": "test"}).save(folder)
+    return load(folder).state_
 
 
 def clusters(rng, n=60, dim=16):
@@ -70,8 +85,7 @@ def test_a_light_curve_without_a_significant_period_is_flagged(tmp_path):
     assert (C.predict(state, X, fap_train)[1] > 1).mean() <= 0.05
     _, ood = C.predict(state, X[:6], log_fap)  # typical embeddings, but the last three are noise
     assert (ood[3:] > 1).all() and (ood[:3] <= 1).sum() >= 2
-    C.save_head(state, tmp_path, {})
-    assert C.load_head(tmp_path)["fap_threshold"] == state["fap_threshold"]
+    assert round_trip(state, tmp_path)["fap_threshold"] == pytest.approx(state["fap_threshold"])
     with pytest.raises(StarcurveError, match="log_fap"):
         C.predict(state, X)
 
@@ -95,8 +109,7 @@ def test_outlier_exposure_flags_what_it_was_shown_and_little_else(tmp_path):
     assert (C.predict(plain, fresh)[1] > 1).mean() <= 0.5  # distances alone miss most of them
     assert (C.predict(exposed, fresh)[1] > 1).mean() >= 0.7
     assert (C.predict(exposed, X)[1] > 1).mean() <= 0.05
-    C.save_head(exposed, tmp_path, {})
-    back = C.load_head(tmp_path)
+    back = round_trip(exposed, tmp_path)
     np.testing.assert_allclose(C.predict(back, fresh)[1], C.predict(exposed, fresh)[1], rtol=1e-5)
 
 
@@ -109,34 +122,31 @@ def test_head_round_trip_and_corruption(tmp_path):
     rng = np.random.default_rng(2)
     X, y, _ = clusters(rng)
     state = C.fit_head(X, list(y), epochs=20)
-    C.save_head(state, tmp_path, {"note": "test"})
-    back = C.load_head(tmp_path)
+    back = round_trip(state, tmp_path)
     for a, b in zip(C.predict(state, X), C.predict(back, X)):
         np.testing.assert_allclose(a, b, rtol=1e-6)
-    (tmp_path / "head.safetensors").write_bytes(b"junk")
+    (tmp_path / "model.safetensors").write_bytes(b"junk")
     with pytest.raises(StarcurveError, match="corrupted"):
-        C.load_head(tmp_path)
+        load(tmp_path)
 
 
 def test_classify_cli_end_to_end(tmp_path, capsys):
     from starcurve.data.simulate import simulate
-    from starcurve.models.encoder import EncoderConfig, Encoder
-    from starcurve.models.hub import load_model, save_model
 
     torch.manual_seed(0)
-    cfg = EncoderConfig(name="tiny", d_model=16, n_layers=1, n_heads=2, d_ff=16, norm="pre",
-                        residual="add", time_encoding="logspaced", mask_token="vector", use_err=True, scale=True)
-    folder = save_model(Encoder(cfg), tmp_path / "m")
+    folder = save_model(Encoder(TINY), tmp_path / "m")
     sim = simulate("asas", 120, ["RRab", "Mira"], seed=0)
     model = load_model(folder)
     state = C.fit_head(model.embed_table(sim), sim.column("label").to_pylist(), epochs=100)
-    C.save_head(state, folder, {})
+    round_trip(state, tmp_path / "clf", model)
     data = sim.slice(0, 20)
     write_parquet(data, tmp_path / "in.parquet")
-    main(["classify", "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "out.parquet"), "--model", str(folder)])
+    main(["predict", "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "out.parquet"),
+          "--model", str(tmp_path / "clf")])
     out = pq.read_table(tmp_path / "out.parquet")
     assert out.num_rows == 20
-    assert {"object_id", "class", "probability", "ood_score", "is_ood", "p_RRab", "p_LPV"} <= set(out.column_names)
-    p = np.stack([out.column(f"p_{c}").to_numpy() for c in C.FINE], 1)
+    assert {"object_id", "class", "probability", "ood_score", "is_ood", "prob_RRab", "prob_LPV",
+            "skip_reason"} <= set(out.column_names)
+    p = np.stack([out.column(f"prob_{c}").to_numpy() for c in C.FINE], 1)
     np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
     assert "20 classified" in capsys.readouterr().out

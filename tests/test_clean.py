@@ -42,7 +42,7 @@ def test_clean_output_is_sorted_finite_and_consistent(lcs, min_obs, dup, clip):
 
 def test_unsorted_duplicates_and_bad_errors_counted():
     t = from_arrays([[3.0, 1.0, 2.0, 2.0, 5.0, 6.0]], [[13, 11, 12, 12.5, np.nan, 10]], [[0.1, 0.1, 0.1, 0.1, 0.1, -0.1]])
-    out, rep = clean(t)
+    out, rep = clean(t, min_obs=1)
     assert S.flat(out, S.TIME)[0].tolist() == [1.0, 2.0, 3.0]
     assert S.flat(out, S.MAG)[0].tolist() == [11, 12, 13]  # first of the duplicate pair kept
     assert rep.points == {"nonfinite": 1, "sentinel": 0, "bad_error": 1, "implausible": 0, "duplicate_time": 1, "too_few_obs": 0}
@@ -50,7 +50,7 @@ def test_unsorted_duplicates_and_bad_errors_counted():
 
 def test_duplicate_repair_is_inverse_variance_mean():
     t = from_arrays([[1.0, 1.0, 2.0]], [[10.0, 12.0, 11.0]], [[0.1, 0.2, 0.1]])
-    out, _ = clean(t, duplicates="mean")
+    out, _ = clean(t, duplicates="mean", min_obs=1)
     m, e = S.flat(out, S.MAG)[0], S.flat(out, S.ERR)[0]
     w = np.array([100.0, 25.0])
     assert m[0] == np.float32((w * [10, 12]).sum() / w.sum())
@@ -70,18 +70,18 @@ def test_sigma_clip_removes_the_outlier_only():
     m = rng.normal(12, 0.05, 200)
     m[50] = 18.0
     t = from_arrays([np.arange(200.0)], [m], [np.full(200, 0.05)])
-    out, rep = clean(t, sigma_clip=5)
+    out, rep = clean(t, sigma_clip=5, min_obs=1)
     assert rep.points["sigma_clip"] == 1 and S.lengths(out)[0] == 199
 
 
 def test_implausible_magnitudes_and_errors_are_dropped_and_counted():
     t = from_arrays([np.arange(6.0)], [[12, 1e30, 12.1, 12.2, -45.0, 12.3]],
                     [[0.1, 0.1, 0.1, 50.0, 0.1, 0.1]])
-    out, rep = clean(t)
+    out, rep = clean(t, min_obs=1)
     assert rep.points["implausible"] == 3 and rep.objects["implausible"] == 1
     assert S.flat(out, S.MAG)[0].tolist() == pytest.approx([12, 12.1, 12.3])
     assert "implausible: 3 points" in str(rep)
-    kept, rep = clean(t, plausible=Plausible(mag_min=-50, mag_max=1e31, err_max=100))  # configurable
+    kept, rep = clean(t, min_obs=1, plausible=Plausible(mag_min=-50, mag_max=1e31, err_max=100))  # configurable
     assert rep.points["implausible"] == 0 and S.lengths(kept)[0] == 6
 
 

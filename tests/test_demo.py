@@ -7,13 +7,15 @@ import tempfile
 from pathlib import Path
 
 from starcurve.cli import main
+from starcurve import load
 from starcurve.models.hub import DEFAULT_MODEL, load_model
 
 
 def test_shipped_model_loads_without_arguments():
     model = load_model()
     assert model.path == DEFAULT_MODEL and model.config.name == "pv1"
-    assert (DEFAULT_MODEL / "head.json").exists() and (DEFAULT_MODEL / "training_objects.txt.gz").exists()
+    assert (DEFAULT_MODEL / "training_objects.txt.gz").exists()
+    assert type(load()).__name__ == "TaxonomyClassifier"  # the encoder with its head
 
 
 def test_demo_runs_end_to_end_on_simulated_light_curves(tmp_path, capsys, monkeypatch):

@@ -16,6 +16,9 @@ from starcurve.data import schema as S
 from starcurve.data.io import write_parquet
 from starcurve.errors import StarcurveError
 from starcurve.models import hub
+from starcurve.models.estimators import Embedder, EncoderClassifier
+from starcurve.models.folder import load
+from starcurve.train.heads import fit_classifier
 from starcurve.models.encoder import EncoderConfig, TimeEncoding, build, get_config
 from starcurve.train.pretrain import probe_masks
 
@@ -138,14 +141,16 @@ def test_damaged_or_mismatched_folder_gives_a_clear_error(tmp_path):
     with pytest.raises(StarcurveError, match="do not match"):
         hub.load_model(folder)
     (folder / "config.json").write_text("{not json")
-    with pytest.raises(StarcurveError, match="corrupted or unreadable config"):
+    with pytest.raises(StarcurveError, match="corrupted or unreadable model config"):
         hub.load_model(folder)
     with pytest.raises(StarcurveError, match="not a model folder"):
         hub.load_model(tmp_path / "nothing")
 
 
 def test_load_model_without_path_uses_the_shipped_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(hub, "DEFAULT_MODEL", tmp_path / "default")
+    from starcurve.models import folder
+
+    monkeypatch.setattr(folder, "DEFAULT_MODEL", tmp_path / "default")
     with pytest.raises(StarcurveError, match="no pretrained model ships"):
         hub.load_model()
     hub.save_model(build(tiny("a1")), tmp_path / "default")
@@ -187,9 +192,9 @@ def test_embed_api_cli_and_sklearn_agree(toy_table, tmp_path):
     np.testing.assert_allclose(np.array(cli.column("embedding").to_pylist()),
                                np.array(out.column("embedding").to_pylist()), atol=1e-5)
     assert not (tmp_path / "e.parquet.parts").exists()
-    emb = hub.Embedder(model, layers="weighted").fit().transform(table)
+    emb = Embedder(model, layers="weighted").fit().transform(table)
     assert emb.shape == (11, 16) and np.isnan(emb[10]).all()
-    pipe = make_pipeline(hub.Embedder(model), LogisticRegression(max_iter=200))
+    pipe = make_pipeline(Embedder(model), LogisticRegression(max_iter=200))
     labels = toy_table.column("label").to_pylist()
     pipe.fit(toy_table, labels)
     assert len(pipe.predict(toy_table)) == 10
@@ -260,15 +265,18 @@ def test_classifier_heads_frozen_and_whole_network(tmp_path):
     mlp = heads.mlp(16, 2)
     assert [m.out_features for m in mlp if isinstance(m, torch.nn.Linear)] == [1024, 512, 256, 2]
     before = enc.inp.weight.clone()
-    clf = heads.fit_classifier(enc, table.slice(0, 30), labels[:30], out_dir=tmp_path / "c",
-                               head_steps=60, full_steps=10, eval_every=10)
+    clf = fit_classifier(enc, table.slice(0, 30), labels[:30], out_dir=tmp_path / "c",
+                         head_steps=60, full_steps=10, eval_every=10)
     assert not torch.equal(before, clf.encoder.inp.weight)  # the whole network was trained
     pred, proba = clf.predict(table.slice(30))
     assert proba.shape == (10, 2) and np.allclose(proba.sum(1), 1)
     assert (pred == np.array(labels[30:])).mean() >= 0.8  # amplitude alone separates these
-    clf.save(tmp_path / "saved")
-    again = heads.load_classifier(tmp_path / "saved")
+    est = EncoderClassifier()
+    est.net_ = clf
+    est.save(tmp_path / "saved")
+    again = load(tmp_path / "saved")
+    assert isinstance(again, EncoderClassifier) and again.classes_ == ["const", "var"]
     np.testing.assert_allclose(again.predict_proba(table.slice(30)), proba, atol=1e-6)
     (tmp_path / "saved" / "model.safetensors").write_bytes(b"junk")
-    with pytest.raises(StarcurveError, match="not a valid classifier"):
-        heads.load_classifier(tmp_path / "saved")
+    with pytest.raises(StarcurveError, match="corrupted weights"):
+        load(tmp_path / "saved")

@@ -1,6 +1,7 @@
 """Feature extraction (light-curve and numpy back-ends) and the imputing random forest."""
 
 import numpy as np
+from sklearn.base import clone
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -76,7 +77,7 @@ def test_short_light_curves_give_nan_not_errors(backend):
                 max_size=5))  # fmt: skip
 def test_numpy_features_never_raise_on_odd_light_curves(mag_lists):
     times = [np.arange(len(m), dtype=float) * 0.3 for m in mag_lists]
-    table, _ = clean(from_arrays(times, mag_lists, [np.full(len(m), 0.1) for m in mag_lists]))
+    table, _ = clean(from_arrays(times, mag_lists, [np.full(len(m), 0.1) for m in mag_lists]), min_obs=1)
     X, names = forest.numpy_features(table, n_freq=2**10)
     assert X.shape == (len(mag_lists), len(names))
     # a constant light curve has no spread: scale-free statistics are NaN, never an exception
@@ -91,7 +92,8 @@ def test_forest_imputes_with_training_medians():
     X[::5, 1] = np.nan
     X[1, 2] = np.inf
     model = forest.FeatureForest(n_estimators=20, random_state=0, n_jobs=1).fit(X, y)
-    imputer = model.pipeline[0]
+    imputer = model.pipeline_[0]
+    assert clone(model).get_params() == model.get_params()  # a scikit-learn estimator
     finite = np.where(np.isfinite(X), X, np.nan)
     np.testing.assert_allclose(imputer.statistics_, np.nanmedian(finite, axis=0))
     test = np.array([[1.0, np.nan, np.nan], [-1.0, np.inf, 0.0]])

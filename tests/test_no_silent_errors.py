@@ -28,8 +28,11 @@ from starcurve.data.io import from_arrays, iter_tables, read_parquet
 from starcurve.data.simulate import simulate
 from starcurve.models import classify as C
 from starcurve.models import hub
-from starcurve.train import supervised as sup
 from starcurve.models.encoder import EncoderConfig, build
+from starcurve.models.estimators import NetworkClassifier, TaxonomyClassifier
+from starcurve.models.folder import load
+from starcurve.models.predict import prediction_table
+from starcurve.train import supervised as sup
 
 TINY = EncoderConfig(name="tiny", window=32, d_model=16, n_layers=1, n_heads=2, d_ff=16, norm="pre",
                      residual="add", time_encoding="logspaced", mask_token="vector", use_err=True,
@@ -44,15 +47,18 @@ def sim():
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, sim):
-    """A tiny encoder folder with a classifier head, and a tiny RNN folder."""
+    """A tiny encoder folder, a classifier folder (that encoder with the taxonomy head) and a tiny
+    RNN folder."""
     root = tmp_path_factory.mktemp("models")
     enc = hub.save_model(build(TINY, seed=0), root / "enc")
     m = hub.load_model(enc)
-    C.save_head(C.fit_head(m.embed_table(sim), sim.column("label").to_pylist(), epochs=20), enc, {})
+    state = C.fit_head(m.embed_table(sim), sim.column("label").to_pylist(), epochs=20)
+    TaxonomyClassifier().with_state(m, state, {}).save(root / "clf")
     torch.manual_seed(0)
-    rnn = sup.build("rnn", classes=["Mira", "RRab"], hidden=8, dense=8)
-    sup.save(rnn, root / "rnn")
-    return {"enc": enc, "rnn": root / "rnn"}
+    rnn = NetworkClassifier("rnn")
+    rnn.net_ = sup.build("rnn", classes=["Mira", "RRab"], hidden=8, dense=8)
+    rnn.save(root / "rnn")
+    return {"enc": enc, "clf": root / "clf", "rnn": root / "rnn"}
 
 
 def two_bands(table: pa.Table) -> pa.Table:
@@ -107,20 +113,21 @@ def test_classify_never_gives_a_class_for_a_nan_output(models, sim, tmp_path, ca
         return vec
 
     monkeypatch.setattr(hub.Model, "embed_table", nan_first_row)
-    code, out, _ = run(["classify", "--model", models["enc"], "--input", tmp_path / "in.parquet",
+    code, out, _ = run(["predict", "--model", models["clf"], "--input", tmp_path / "in.parquet",
                         "--output", tmp_path / "c.parquet"], capsys)
     assert code == 0
-    res = pq.read_table(tmp_path / "c.parquet")
-    assert res.num_rows == 5 and data.column(S.ID)[0].as_py() not in res.column(S.ID).to_pylist()
-    assert np.isfinite(res.column("probability").to_numpy()).all()
-    assert "skipped 1 of 6" in out and "not finite" in out
+    res = pq.read_table(tmp_path / "c.parquet").to_pylist()
+    assert len(res) == 6 and res[0]["object_id"] == data.column(S.ID)[0].as_py()
+    assert res[0]["class"] is None and "not finite" in res[0]["skip_reason"]
+    assert all(r["class"] is not None and np.isfinite(r["probability"]) for r in res[1:])
+    assert "5 classified, 1 skipped" in out
 
 
 def test_predict_gives_a_reason_not_a_class_when_the_output_is_nan(models, sim):
-    model = sup.load(models["rnn"])
+    model = load(models["rnn"])
     with torch.no_grad():
-        next(model.parameters()).fill_(float("nan"))
-    out = sup.prediction_table(model, sim.slice(0, 4))
+        next(model.net_.parameters()).fill_(float("nan"))
+    out = prediction_table(model, sim.slice(0, 4))
     assert out.column("class").null_count == 4
     assert all("not finite" in r for r in out.column("skip_reason").to_pylist())
 
@@ -151,10 +158,10 @@ def test_an_object_id_column_in_a_csv_is_honoured(tmp_path, capsys):
     t = read(path)
     assert t.column(S.ID).to_pylist() == ["a", "b"] and S.lengths(t).tolist() == [30, 30]
     _csv(tmp_path / "renamed.csv", rows, header="star,time,mag,mag_err")
-    code, out, _ = run(["inspect", tmp_path / "renamed.csv", "--columns", "object_id=star", "--json"],
-                       capsys)
+    code, out, _ = run(["inspect", "--input", tmp_path / "renamed.csv", "--columns", "object_id=star",
+                        "--json"], capsys)
     assert code == 0 and json.loads(out)["objects"] == 2
-    code, _, err = run(["inspect", tmp_path / "renamed.csv"], capsys)  # no mapping: refused
+    code, _, err = run(["inspect", "--input", tmp_path / "renamed.csv"], capsys)  # no mapping: refused
     assert code == 2 and "--columns object_id=NAME" in err and "'star'" in err
 
 
@@ -184,19 +191,19 @@ def test_streaming_a_long_parquet_file_never_cuts_an_object_in_two(tmp_path):
 def test_classify_gives_one_answer_per_object_combining_bands(models, sim, tmp_path, capsys):
     data = two_bands(sim.slice(0, 8))
     write_parquet(data, tmp_path / "in.parquet")
-    args = ["classify", "--model", models["enc"], "--input", tmp_path / "in.parquet", "--output"]
+    args = ["predict", "--model", models["clf"], "--input", tmp_path / "in.parquet", "--output"]
     assert run([*args, tmp_path / "obj.parquet"], capsys)[0] == 0
     assert run([*args, tmp_path / "band.parquet", "--per-band"], capsys)[0] == 0
     obj, band = pq.read_table(tmp_path / "obj.parquet"), pq.read_table(tmp_path / "band.parquet")
     assert obj.num_rows == 8 and band.num_rows == 16
     assert set(obj.column("band").to_pylist()) == {"B,R"}
     # the documented rule: probabilities averaged over the bands, weighted by their points
-    p_band = np.stack([band.column(f"p_{c}").to_numpy() for c in C.FINE], 1)
+    p_band = np.stack([band.column(f"prob_{c}").to_numpy() for c in C.FINE], 1)
     w = band.column("n_obs").to_numpy().astype(float)
     first = sim.column(S.ID)[0].as_py()
     rows = np.array(band.column(S.ID).to_pylist()) == first
     expect = (p_band[rows] * w[rows, None]).sum(0) / w[rows].sum()
-    got = np.stack([obj.column(f"p_{c}").to_numpy() for c in C.FINE], 1)[0]
+    got = np.stack([obj.column(f"prob_{c}").to_numpy() for c in C.FINE], 1)[0]
     np.testing.assert_allclose(got, expect, rtol=1e-5)
     assert obj.column("class")[0].as_py() == C.FINE[int(expect.argmax())]
     assert obj.column("n_obs")[0].as_py() == w[rows].sum()
@@ -212,15 +219,17 @@ def test_predict_gives_one_answer_per_object_and_keeps_the_reasons(models, sim, 
     assert run([*args, tmp_path / "band.parquet", "--per-band"], capsys)[0] == 0
     obj, band = pq.read_table(tmp_path / "obj.parquet"), pq.read_table(tmp_path / "band.parquet")
     assert obj.num_rows == 7 and band.num_rows == 14
-    p_band = np.stack(band.column("probabilities").to_pylist()[:2] + band.column("probabilities").to_pylist()[6:8])
+    probs = np.stack([band.column(f"prob_{c}").to_numpy() for c in ("Mira", "RRab")], 1)
+    p_band = probs[[0, 1, 6, 7]]
     w = band.column("n_obs").to_numpy()[[0, 1, 6, 7]].astype(float)
     ids = band.column(S.ID).to_pylist()
     assert ids[0] == ids[6]  # band B rows first, then band R rows
     expect = (p_band[[0, 2]] * w[[0, 2], None]).sum(0) / w[[0, 2]].sum()
-    np.testing.assert_allclose(obj.column("probabilities")[0].as_py(), expect, rtol=1e-5)
+    got = [obj.column(f"prob_{c}")[0].as_py() for c in ("Mira", "RRab")]
+    np.testing.assert_allclose(got, expect, rtol=1e-5)
     last = obj.to_pylist()[-1]
     assert last["object_id"] == "tiny" and last["class"] is None
-    assert last["skip_reason"].startswith("B: too few") and "; R: too few" in last["skip_reason"]
+    assert last["skip_reason"].startswith("B: too_few_obs (2 < 10)") and "; R: too_few_obs" in last["skip_reason"]
 
 
 # --------------------------------------------------------------------- 4. bad input, every command
@@ -228,17 +237,17 @@ def test_predict_gives_one_answer_per_object_and_keeps_the_reasons(models, sim, 
 
 def _commands(models, inp, out):
     """Each command that reads light curves, reading ``inp`` and writing under ``out``."""
-    enc, rnn = models["enc"], models["rnn"]
+    enc, clf, rnn = models["enc"], models["clf"], models["rnn"]
     return {
-        "inspect": ["inspect", inp],
+        "inspect": ["inspect", "--input", inp],
         "embed": ["embed", "--model", enc, "--input", inp, "--output", out / "e.parquet"],
-        "classify": ["classify", "--model", enc, "--input", inp, "--output", out / "c.parquet"],
+        "classify": ["predict", "--model", clf, "--input", inp, "--output", out / "c.parquet"],
         "predict": ["predict", "--model", rnn, "--input", inp, "--output", out / "p.parquet"],
-        "benchmark": ["benchmark", "--data", inp, "--band", "*", "--method", "forest", "--out",
-                      out / "b", "--n", "5", "--folds", "1"],
-        "train": ["train", "rnn", "--data", inp, "--out", out / "t", "--steps", "1", "--set",
+        "benchmark": ["benchmark", "--data", inp, "--method", "forest", "--output", out / "b",
+                      "--n", "5", "--folds", "1"],
+        "train": ["train", "rnn", "--data", inp, "--output", out / "t", "--steps", "1", "--set",
                   "hidden=4", "--set", "dense=4"],
-        "pretrain": ["pretrain", "--config", enc / "config.json", "--data", inp, "--out", out / "pt",
+        "pretrain": ["pretrain", "--config", enc / "config.json", "--data", inp, "--output", out / "pt",
                      "--steps", "1", "--batch-size", "4", "--pool", "8"],
     }
 
@@ -283,21 +292,21 @@ def test_an_unwritable_output_gives_one_line_and_exit_2(models, sim, tmp_path, c
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     cmds = _commands(models, tmp_path / "in.parquet", blocker)
-    cmds["simulate"] = ["simulate", "--survey", "asas", "--n", "5", "--out", blocker / "s.parquet"]
+    cmds["simulate"] = ["simulate", "--survey", "asas", "--objects", "5", "--output", blocker / "s.parquet"]
     code, _, err = run(cmds[command], capsys)
     assert code == 2 and err.startswith("error: cannot write") and len(err.splitlines()) == 1, err
 
 
 def test_files_with_non_utf8_names_are_read_and_written(models, sim, tmp_path, capsys):
     write_parquet(sim.slice(0, 5), tmp_path / BAD_NAME)
-    code, out, _ = run(["inspect", tmp_path / BAD_NAME, "--json"], capsys)
+    code, out, _ = run(["inspect", "--input", tmp_path / BAD_NAME, "--json"], capsys)
     assert code == 0 and json.loads(out)["objects"] == 5
     out_name = tmp_path / os.fsdecode(b"emb\xfe.parquet")
     code, out, err = run(["embed", "--model", models["enc"], "--input", tmp_path / BAD_NAME,
                           "--output", out_name], capsys)
     assert code == 0, err
     assert r"emb\udcfe.parquet" in out and read_parquet(out_name).num_rows == 5
-    code, _, _ = run(["simulate", "--survey", "asas", "--n", "3", "--out", out_name], capsys)
+    code, _, _ = run(["simulate", "--survey", "asas", "--objects", "3", "--output", out_name], capsys)
     assert code == 0
 
 
@@ -319,9 +328,9 @@ def test_output_files_get_the_users_normal_permissions(models, sim, tmp_path, ca
     old = os.umask(0o022)
     try:
         write_parquet(sim.slice(0, 3), tmp_path / "in.parquet")
-        assert run(["simulate", "--survey", "asas", "--n", "3", "--out", tmp_path / "s.parquet"],
+        assert run(["simulate", "--survey", "asas", "--objects", "3", "--output", tmp_path / "s.parquet"],
                    capsys)[0] == 0
-        assert run(["classify", "--model", models["enc"], "--input", tmp_path / "in.parquet",
+        assert run(["predict", "--model", models["clf"], "--input", tmp_path / "in.parquet",
                     "--output", tmp_path / "c.parquet"], capsys)[0] == 0
         folder = hub.save_model(build(TINY), tmp_path / "m")
         files = [tmp_path / "in.parquet", tmp_path / "s.parquet", tmp_path / "c.parquet",
@@ -339,11 +348,11 @@ def test_output_files_get_the_users_normal_permissions(models, sim, tmp_path, ca
 
 def test_training_shows_one_sign_and_one_name_for_the_validation_loss(sim, tmp_path, capsys):
     write_parquet(sim, tmp_path / "in.parquet")
-    code, out, err = run(["train", "rnn", "--data", tmp_path / "in.parquet", "--out", tmp_path / "t",
+    code, out, err = run(["train", "rnn", "--data", tmp_path / "in.parquet", "--output", tmp_path / "t",
                           "--steps", "4", "--eval-every", "2", "--set", "hidden=4", "--set",
                           "dense=4"], capsys)
     assert code == 0, err
-    best = json.loads((tmp_path / "t" / "config.json").read_text())["train"]["best_val_loss"]
+    best = json.loads((tmp_path / "t" / "config.json").read_text())["meta"]["train"]["best_val_loss"]
     assert best > 0 and f"best val_loss {best:.4f}" in out
     assert f"best_val_loss={best:.4f}" in err and "=-" not in err
 
@@ -351,7 +360,7 @@ def test_training_shows_one_sign_and_one_name_for_the_validation_loss(sim, tmp_p
 def test_pretrain_prints_valid_json_without_infinity(sim, tmp_path, capsys, models):
     write_parquet(sim, tmp_path / "in.parquet")
     code, out, err = run(["pretrain", "--config", models["enc"] / "config.json", "--data",
-                          tmp_path / "in.parquet", "--out", tmp_path / "pt", "--steps", "2",
+                          tmp_path / "in.parquet", "--output", tmp_path / "pt", "--steps", "2",
                           "--batch-size", "4", "--pool", "8"], capsys)
     assert code == 0, err
 

@@ -9,6 +9,7 @@ from starcurve.data import schema as S
 from starcurve.data.io import from_arrays
 from starcurve.data.views import band_index, cached_periods, fold_windows, periods
 from starcurve.eval import fewshot as fs
+from starcurve.models.forest import side_by_side
 from starcurve.models import hub
 from starcurve.models.encoder import EncoderConfig, build, get_config
 from starcurve.models.forest import light_curve_available
@@ -181,13 +182,21 @@ def test_fs1_band_all_gives_one_vector_per_object_from_every_band(tmp_path):
     assert data.table.num_rows == 80 and data.multi.num_rows == 160
     seen = {}
 
-    def n_points(t, ctx):  # a per-row "feature": the number of points (R 50, B 40)
-        seen["rows"], seen["objects"] = t.num_rows, ctx.objects
-        X = S.lengths(t).astype(float)[:, None]
-        return fs._side_by_side(t, X, ["n"])[0], {}
+    class NPoints:  # a per-row "feature": the number of points (R 50, B 40), bands side by side
+        per_object = True
 
-    X, _ = fs._vectors("t", n_points, data, fs.Context(out=tmp_path, progress=False))
-    assert seen == {"rows": 160, "objects": True}
+        def fit(self):
+            return self
+
+        def describe(self, table):
+            return "n_points", {}
+
+        def vectors(self, t):
+            seen["rows"] = t.num_rows
+            return side_by_side(t, S.lengths(t).astype(float)[:, None])
+
+    X, _ = fs._vectors(NPoints(), data, fs.Context(out=tmp_path, progress=False))
+    assert seen == {"rows": 160}
     np.testing.assert_array_equal(X, np.tile([40.0, 50.0], (80, 1)))  # bands sorted: B, R
 
 
@@ -220,8 +229,23 @@ def test_hybrid_methods_join_embeddings_and_features(monkeypatch, tmp_path):
     table = periodic_table(n=60, periods_=[0.3 + 0.1 * i for i in range(4)])
     data = fs.FS1Data(table, np.array([f"s{i}" for i in range(4)]), np.array(list("AABB")),
                       ["A", "B"], {}, np.array([0, 1, 0, 1], bool), {}, notes={})
-    monkeypatch.setattr(fs, "_vec_embed", lambda t, ctx: (np.ones((t.num_rows, 3)), {"model": "m"}))
-    monkeypatch.setattr(fs, "_vec_forest", lambda t, ctx: (np.zeros((t.num_rows, 2)), {}))
+    class Fixed:  # a transformer giving constant vectors of ``dim`` columns, named ``name``
+        per_object = False
+
+        def __init__(self, name, dim, value):
+            self.name, self.dim, self.value = name, dim, value
+
+        def fit(self):
+            return self
+
+        def describe(self, table):
+            return self.name, {"model": "m"}
+
+        def vectors(self, t):
+            return np.full((t.num_rows, self.dim), self.value)
+
+    monkeypatch.setattr(fs, "embedder", lambda ctx: Fixed("embed", 3, 1.0))
+    monkeypatch.setattr(fs, "features", lambda ctx: Fixed("forest", 2, 0.0))
     for name in ("hybrid", "hybrid-forest"):
         (tmp_path / name).mkdir()
         X, info, _ = fs._method_vectors(fs.METHODS[name], data, fs.Context(out=tmp_path / name))

@@ -6,12 +6,23 @@ from starcurve.errors import StarcurveError
 
 __version__ = "0.1.0"
 __all__ = [
-    "StarcurveError", "__version__", "clean", "light_curve", "load_model", "read", "write_parquet",
+    "StarcurveError", "__version__", "clean", "light_curve", "load", "load_model", "read",
+    "write_parquet",
 ]
 
 
+def load(path=None):
+    """The model of any folder starcurve writes (None: the shipped model), by its model_type: an
+    encoder (embeddings: ``transform``), or a classifier (``predict``, ``predict_proba``); see
+    ``starcurve.models.folder``. Imported lazily so that ``import starcurve`` stays fast."""
+    from starcurve.models.folder import load as _load
+
+    return _load(path)
+
+
 def load_model(path=None):
-    """Load an encoder model folder; with no path, the pretrained model shipped with starcurve.
+    """The embedding model of a folder (an encoder, or a classifier's encoder); with no path, that of
+    the model shipped with starcurve.
 
     Imported lazily so that ``import starcurve`` stays fast (torch loads on first use).
     """

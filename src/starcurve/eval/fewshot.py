@@ -290,26 +290,11 @@ def _save_npy(arr: np.ndarray, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _describe(t, table: pa.Table, ctx: Context) -> tuple[str, dict]:
-    """(cache name, what the results record) of an FS-1 transformer."""
-    if hasattr(t, "model_"):
-        return "embed", {"model": ctx.model or "default", "dim": int(t.model_.dim), "layers": ctx.layers}
-    names = t.names_
-    if t.per_object:  # each band's features side by side (bands sorted)
-        names = [f"{b}:{n}" for b in sorted(set(table.column(S.BAND).to_pylist())) for n in names]
-    info = {"backend": t.backend_, "features": names}
-    if t.backend_ == "light-curve":
-        import light_curve
-
-        info["light-curve"] = light_curve.__version__
-    return "forest", info
-
-
 def _vectors(t, data: FS1Data, ctx: Context) -> tuple[np.ndarray, dict]:
     """Vectors of every object by the transformer ``t`` (on the clean FS-1 table: no second
     cleaning), cached in ``ctx.out`` so a killed run resumes."""
     table = data.multi if data.multi is not None else data.table
-    name, info = _describe(t.fit(), table, ctx)
+    name, info = t.fit().describe(table)  # "embed" / "forest" (or a test's name), what to record
     key = {"vectoriser": name, "ids": _hash(data.ids), "band": data.band}
     key.update({"model": model_id(ctx.model), "layers": ctx.layers} if name == "embed" else {})
     key.update({"features": ctx.features} if name == "forest" else {})

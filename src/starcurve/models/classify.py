@@ -116,7 +116,7 @@ def fit_head(X: np.ndarray, labels, *, epochs: int = 300, seed: int = 0,
     if outliers is not None:
         extra.update(_fit_exposure(Z, (outliers.astype(np.float32) - mean) / std))
     return {
-        "head": head.eval(), "mean": mean, "std": std, "proj": proj, "bank": bank,
+        "head": head.eval(), "classes": FINE, "mean": mean, "std": std, "proj": proj, "bank": bank,
         "threshold": float(np.quantile(d, OOD_QUANTILE)), **extra,
     }  # fmt: skip
 

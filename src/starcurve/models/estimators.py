@@ -241,7 +241,7 @@ class TaxonomyClassifier(Predictor):
             out = embedder.embed_table(clean(read(self.outliers), min_obs=self.min_obs)[0], progress=True)
         state = fit_head(X, np.asarray(y).astype(str), epochs=self.epochs, seed=self.seed, log_fap=log_fap,
                          outliers=out)  # fmt: skip
-        return self.with_state(embedder, {**state, "classes": FINE}, {"trained_on": len(X), "seed": self.seed})
+        return self.with_state(embedder, state, {"trained_on": len(X), "seed": self.seed})
 
     def with_state(self, embedder, state: dict, meta: dict) -> TaxonomyClassifier:
         from starcurve.models.classify import TaxonomyNet
@@ -339,6 +339,11 @@ class Embedder(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         return np.array([f"emb{i}" for i in range(self.model_.dim)], dtype=object)
 
+    def describe(self, table: pa.Table) -> tuple[str, dict]:
+        """(name, what a benchmark records) of these vectors."""
+        return "embed", {"model": str(self.model or "default"), "dim": int(self.model_.dim),
+                         "layers": self.layers}
+
 
 class Features(TransformerMixin, BaseEstimator):
     """Light curves -> the feature vector of the forest baseline (``models/forest.py``: the 35
@@ -373,6 +378,19 @@ class Features(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         return np.asarray(self.names_, dtype=object)
+
+    def describe(self, table: pa.Table) -> tuple[str, dict]:
+        """(name, what a benchmark records): the backend and the feature names (``per_object``:
+        each band's names, bands sorted)."""
+        names = self.names_
+        if self.per_object:
+            names = [f"{b}:{n}" for b in sorted(set(table.column(S.BAND).to_pylist())) for n in names]
+        info = {"backend": self.backend_, "features": names}
+        if self.backend_ == "light-curve":
+            import light_curve
+
+            info["light-curve"] = light_curve.__version__
+        return "forest", info
 
 
 def _transform(est, table: pa.Table, dim: int | None = None) -> np.ndarray:
