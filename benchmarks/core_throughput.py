@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401
+import pyarrow.compute
 import pyarrow.parquet as pq
 import torch
 
 from starcurve import clean, read
 from starcurve.data.loader import window_tensors
 from starcurve.data.windows import windows
-from starcurve.train.loop import atomic_json
+from starcurve.files import atomic_json
 
 HERE = Path(__file__).resolve().parent
 

@@ -39,10 +39,11 @@ import torch
 from starcurve.data.clean import clean
 from starcurve.data.io import read
 from starcurve.data.windows import windows
+from starcurve.files import atomic_json
 from starcurve.models.encoder import build
 from starcurve.models.hub import Model
+from starcurve.train.loop import TrainConfig
 from starcurve.train.pretrain import Validation, masked_loss, run
-from starcurve.train.loop import TrainConfig, atomic_json
 
 OUT = Path(__file__).resolve().parent / "results" / "encoder_speed.json"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -20,9 +20,9 @@ from sklearn.ensemble import IsolationForest
 from starcurve import clean
 from starcurve.data.simulate import simulate
 from starcurve.eval.fewshot import test_object_ids
+from starcurve.files import atomic_json
 from starcurve.models import classify as C
 from starcurve.models.hub import load_model
-from starcurve.train.loop import atomic_json
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -19,7 +19,7 @@ import pandas as pd
 from starcurve import clean, read
 from starcurve.data import schema as S
 from starcurve.data.simulate import simulate
-from starcurve.train.loop import atomic_json
+from starcurve.files import atomic_json
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 OUT = Path(__file__).resolve().parent / "results" / "ood_variability.json"

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from starcurve.eval import fewshot
-from starcurve.train.loop import atomic_json
+from starcurve.files import atomic_json
 
 DATASETS = {"eros_lmc": "R", "asas_acvs": "V"}
 

@@ -41,9 +41,9 @@ from encoder_speed import embed_speed, flops_per_window, synthetic_windows
 
 from starcurve.data.io import partitions
 from starcurve.data.simulate import write_shards
+from starcurve.files import atomic_json
 from starcurve.models.hub import EmbedJob, load_model
 from starcurve.parts import run
-from starcurve.train.loop import atomic_json
 
 CLI = [sys.executable, "-m", "starcurve.cli"]
 

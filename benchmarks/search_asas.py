@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from starcurve.data import schema as S
 from starcurve.eval import fewshot as fs
-from starcurve.train.loop import atomic_json
+from starcurve.files import atomic_json
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 OUT = Path(__file__).resolve().parent / "results"

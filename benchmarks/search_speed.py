@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from starcurve.eval.fewshot import machine
-from starcurve.train.loop import atomic_json
+from starcurve.files import atomic_json
 
 OUT = Path(__file__).resolve().parent / "results" / "search_speed.json"
 CACHE = Path(os.environ.get("STARCURVE_CACHE") or "/tmp/starcurve-search-cache")

@@ -36,8 +36,8 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from starcurve.data.clean import clean
 from starcurve.data.simulate import ASAS_CLASSES, simulate
 from starcurve.eval.fewshot import prepare
+from starcurve.files import atomic_json
 from starcurve.models.forest import extract_features
-from starcurve.train.loop import atomic_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "asas_acvs.parquet"

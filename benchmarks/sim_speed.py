@@ -23,7 +23,7 @@ from pathlib import Path
 
 import starcurve.data.simulate as sim
 from starcurve.data import schema as S
-from starcurve.train.loop import atomic_json
+from starcurve.files import atomic_json
 
 OUT = Path(__file__).resolve().parent / "results" / "sim_speed.json"
 

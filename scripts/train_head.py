@@ -27,11 +27,11 @@ from starcurve import clean, read
 from starcurve.data import schema as S
 from starcurve.data.simulate import simulate
 from starcurve.eval.fewshot import test_object_ids
+from starcurve.files import atomic_json
 from starcurve.models import classify as C
 from starcurve.models.estimators import TaxonomyClassifier
 from starcurve.models.folder import read_folder
 from starcurve.models.hub import load_model
-from starcurve.train.loop import atomic_json
 
 FILES = {"asas_acvs": "V", "eros_lmc": "R", "macho_sample": None, "ogle2_microlensing": None}
 

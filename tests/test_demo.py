@@ -6,8 +6,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from starcurve.cli import main
 from starcurve import load
+from starcurve.cli import main
 from starcurve.models.hub import DEFAULT_MODEL, load_model
 
 

@@ -16,10 +16,10 @@ from starcurve.data import schema as S
 from starcurve.data.io import write_parquet
 from starcurve.errors import StarcurveError
 from starcurve.models import hub
+from starcurve.models.encoder import EncoderConfig, TimeEncoding, build, get_config
 from starcurve.models.estimators import Embedder, EncoderClassifier
 from starcurve.models.folder import load
 from starcurve.train.heads import fit_classifier
-from starcurve.models.encoder import EncoderConfig, TimeEncoding, build, get_config
 from starcurve.train.pretrain import probe_masks
 
 TINY = {"window": 32, "d_model": 16, "n_layers": 2, "n_heads": 2, "d_ff": 16}

@@ -1,10 +1,10 @@
 """Feature extraction (light-curve and numpy back-ends) and the imputing random forest."""
 
 import numpy as np
-from sklearn.base import clone
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.base import clone
 
 from starcurve.data.clean import clean
 from starcurve.data.io import from_arrays

@@ -13,10 +13,9 @@ import torch
 import torch.distributed as dist
 
 from starcurve.data.io import from_arrays, write_parquet
-from starcurve.train import heads, pretrain
-from starcurve.train import supervised as sup
 from starcurve.models.encoder import EncoderConfig, build, get_config
-from starcurve.train import loop
+from starcurve.train import heads, loop, pretrain
+from starcurve.train import supervised as sup
 from starcurve.train.loop import TrainConfig, model_device, pick_device, to_device, train
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

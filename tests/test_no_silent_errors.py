@@ -373,8 +373,8 @@ def test_pretrain_prints_valid_json_without_infinity(sim, tmp_path, capsys, mode
 
 def test_a_resumed_log_has_no_repeated_row(tmp_path, toy_table):
     from starcurve.data.loader import WindowStream
-    from starcurve.train.pretrain import masked_loss
     from starcurve.train.loop import TrainConfig, train
+    from starcurve.train.pretrain import masked_loss
 
     write_parquet(toy_table, tmp_path / "d.parquet")
     calls = {"n": 0}

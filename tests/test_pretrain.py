@@ -16,8 +16,8 @@ from starcurve.data.loader import window_tensors
 from starcurve.errors import StarcurveError
 from starcurve.models import hub
 from starcurve.models.encoder import EncoderConfig, build
-from starcurve.train.pretrain import inv_err_weights, masked_loss, pretrain_cmd, run
 from starcurve.train.loop import TrainConfig
+from starcurve.train.pretrain import inv_err_weights, masked_loss, pretrain_cmd, run
 
 TINY = {"name": "tiny", "window": 32, "d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 16,
         "norm": "pre", "residual": "add", "time_encoding": "logspaced", "mask_token": "vector",
@@ -81,14 +81,14 @@ def test_pretrain_command(lc_file, tmp_path):
     cfg_file.write_text(json.dumps(TINY))
     out = tmp_path / "run"
     r = CliRunner()
-    res = r.invoke(pretrain_cmd, ["--data", str(lc_file), "--config", str(cfg_file), "--out",
+    res = r.invoke(pretrain_cmd, ["--data", str(lc_file), "--config", str(cfg_file), "--output",
                                   str(out), "--steps", "0"])
     assert res.exit_code == 0, res.output
     assert hub.load_model(out).config.name == "tiny"  # --steps 0: the initialised model folder
     shutil.rmtree(out)
     ids = tmp_path / "exclude.txt"
     ids.write_text("# test objects\ns0\ns1\n")
-    args = ["--data", str(lc_file), "--config", str(cfg_file), "--out", str(out), "--steps", "4",
+    args = ["--data", str(lc_file), "--config", str(cfg_file), "--output", str(out), "--steps", "4",
             "--batch-size", "8", "--pool", "16", "--ckpt-every", "2", "--val-data", str(lc_file),
             "--val-windows", "8", "--eval-every", "2", "--exclude-ids", str(ids)]
     res = r.invoke(pretrain_cmd, args)
@@ -119,7 +119,7 @@ def test_ddp_two_processes_on_cpu(lc_file, tmp_path):
     second = write_parquet(read(lc_file), tmp_path / "more.parquet")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "--master_port", "29561", "-m", "starcurve.cli", "pretrain", "--data", str(lc_file),
-           str(second), "--config", str(cfg_file), "--out", str(tmp_path / "ddp"), "--steps", "3",
+           str(second), "--config", str(cfg_file), "--output", str(tmp_path / "ddp"), "--steps", "3",
            "--batch-size", "8", "--pool", "16"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300, env=env)

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -12,9 +13,12 @@ from starcurve.cli import cli
 from starcurve.data import schema as S
 from starcurve.data.clean import clean
 from starcurve.data.io import from_arrays, write_parquet
-from starcurve.train import supervised as sup
 from starcurve.models.cnn import CNNClassifier, CNNConfig
+from starcurve.models.estimators import NetworkClassifier
+from starcurve.models.folder import load
+from starcurve.models.predict import prediction_table
 from starcurve.models.rnn import RNNClassifier, RNNConfig
+from starcurve.train import supervised as sup
 
 TINY = {
     "rnn": {"hidden": 8, "layers": 2, "dense": 8, "dropout": 0.0, "train_max_obs": 60},
@@ -83,7 +87,7 @@ def test_streaming_update_equals_full_recomputation(cell):
         state = m.update(state, (t[n : n + k], mag[n : n + k], err[n : n + k]))
         n += k
         assert len(state.pending) < m.cfg.w  # the state stays O(1) in size
-        full, _ = clean(from_arrays([t[:n]], [mag[:n]], [err[:n]]))
+        full, _ = clean(from_arrays([t[:n]], [mag[:n]], [err[:n]]), min_obs=1)
         proba, reason = sup.predict_proba(m, full)
         if n < 20 or S.lengths(full)[0] < 20:
             assert state.proba is None and reason[0] is not None
@@ -101,23 +105,30 @@ def test_short_light_curves_are_skipped_with_a_reason():
         proba, reasons = sup.predict_proba(model(kind), table)
         assert np.isnan(proba[:2]).all() and np.isfinite(proba[2:]).all()
         assert "19 < 20" in reasons[1] and reasons[2] is None
-        out = sup.prediction_table(model(kind), table)
+        est = NetworkClassifier(kind)
+        est.net_ = model(kind)
+        out = prediction_table(est, table, min_obs=1)
         assert out.column("class").null_count == 2 and out.column("skip_reason").null_count == 2
-        assert np.allclose(np.array(out.column("probabilities")[3].as_py()).sum(), 1, atol=1e-5)
+        p = [out.column(f"prob_{c}")[3].as_py() for c in ("a", "b", "c")]
+        assert np.isclose(sum(p), 1, atol=1e-5) and out.column("probability")[3].as_py() == max(p)
+        assert "too_few_obs (5 < 10)" in est.answers(table).reasons[0]  # the floor on entry
 
 
 def test_save_load_round_trip(tmp_path, toy_table):
     for kind in ("rnn", "cnn"):
         m = model(kind)
         m.cfg.dt_scale, m.cfg.dm_scale = 2.5, 0.3
-        sup.save(m, tmp_path / kind)
-        back = sup.load(tmp_path / kind)
-        assert back.cfg == m.cfg
-        a, b = sup.predict_proba(m, toy_table)[0], sup.predict_proba(back, toy_table)[0]
+        est = NetworkClassifier(kind)
+        est.net_ = m
+        est.save(tmp_path / kind)
+        back = load(tmp_path / kind)
+        assert isinstance(back, NetworkClassifier) and back.kind == kind and back.net_.cfg == m.cfg
+        a, b = sup.predict_proba(m, toy_table)[0], back.predict_proba(toy_table)
         assert np.array_equal(a, b)
-        assert json.loads((tmp_path / kind / "config.json").read_text())["config"]["classes"] == ["a", "b", "c"]
+        doc = json.loads((tmp_path / kind / "config.json").read_text())
+        assert doc["model_type"] == kind and doc["config"]["classes"] == ["a", "b", "c"]
     with pytest.raises(Exception, match="not a model folder"):
-        sup.load(tmp_path)
+        load(tmp_path)
 
 
 @pytest.mark.parametrize("kind", ["rnn", "cnn"])
@@ -139,7 +150,7 @@ def test_cli_train_resume_predict(tmp_path):
     lm = tmp_path / "map.json"
     lm.write_text(json.dumps({"quiet": "Q", "loud": "L"}))
     out = tmp_path / "model"
-    args = ["train", "cnn", "--data", str(data), "--band", "V", "--out", str(out), "--steps", "20",
+    args = ["train", "cnn", "--data", str(data), "--band", "V", "--output", str(out), "--steps", "20",
             "--eval-every", "10", "--label-map", str(lm), "--augment"]
     args += [f"--set={k}={v}" for k, v in TINY["cnn"].items()]
     res = CliRunner().invoke(cli, args)
@@ -147,22 +158,29 @@ def test_cli_train_resume_predict(tmp_path):
     assert json.loads((out / "config.json").read_text())["config"]["classes"] == ["L", "Q"]
     res = CliRunner().invoke(cli, args[:9] + ["40"] + args[10:] + ["--resume"])
     assert res.exit_code == 0, res.output
-    assert json.loads((out / "config.json").read_text())["train"]["steps"] == 40
+    assert json.loads((out / "config.json").read_text())["meta"]["train"]["steps"] == 40
     pred = tmp_path / "pred.parquet"
     res = CliRunner().invoke(cli, ["predict", "--model", str(out), "--input", str(data), "--output", str(pred)])
     assert res.exit_code == 0, res.output
     table = pq.read_table(pred)
-    assert table.num_rows == 60 and {"class", "probabilities", "prob_L", "prob_Q", "skip_reason"} <= set(
+    assert table.num_rows == 60 and {"class", "probability", "prob_L", "prob_Q", "skip_reason"} <= set(
         table.column_names
     )
 
 
-def test_fs1_fit_predict_labels_every_test_object(tmp_path, monkeypatch):
+def test_fs1_cell_labels_every_test_object(tmp_path, monkeypatch):
+    from starcurve.eval import fewshot as fs
+
     monkeypatch.setitem(sup.FS1_FIT, "cnn", sup.FitConfig(steps=10, eval_every=5, batch_size=16))
     train, test = toy(40, seed=2), toy(12, seed=3, lengths=(5, 60))
-    y = np.array(train.column(S.LABEL).to_pylist())
+    table = pa.concat_tables([train, test])
+    ids = np.array(table.column(S.ID).to_pylist())
+    data = fs.FS1Data(table, ids, np.array(table.column(S.LABEL).to_pylist()), ["loud", "quiet"], {},
+                      np.arange(table.num_rows) >= train.num_rows, {}, notes={})  # fmt: skip
     monkeypatch.setitem(sup.FS1_MODEL, "cnn", TINY["cnn"])
-    pred, sec = sup.fs1_fit_predict("cnn", train, y, test, seed=0, out_dir=tmp_path)
+    clf = fs.METHODS["cnn"].classifier(None, 0, tmp_path)
+    rows = np.arange(train.num_rows)
+    pred, sec = fs._classify(clf, data, rows, data.labels[rows], tmp_path)
     assert pred.shape == (12,) and set(pred) <= {"quiet", "loud"} and sec > 0
     skipped = json.loads((tmp_path / "fs1_predict.json").read_text())["skipped_test_objects"]
     assert skipped == int((S.lengths(test) < 20).sum())

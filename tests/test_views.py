@@ -9,10 +9,9 @@ from starcurve.data import schema as S
 from starcurve.data.io import from_arrays
 from starcurve.data.views import band_index, cached_periods, fold_windows, periods
 from starcurve.eval import fewshot as fs
-from starcurve.models.forest import side_by_side
 from starcurve.models import hub
 from starcurve.models.encoder import EncoderConfig, build, get_config
-from starcurve.models.forest import light_curve_available
+from starcurve.models.forest import light_curve_available, side_by_side
 from starcurve.train.pretrain import multiview_loss, probe_masks, view_batches
 
 TRUE_PERIODS = [0.31, 0.57, 2.7, 13.0, 95.0]

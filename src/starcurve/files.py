@@ -3,6 +3,7 @@
 - ``atomic_write``: a temporary file in the target's folder, then a rename, so a reader never sees
   half a file; the file gets the user's normal permissions (``0666`` less the umask, e.g. 0644), not
   the 0600 of ``tempfile``; any failure is one ``StarcurveError`` line naming the path.
+- ``atomic_json``, ``atomic_safetensors``, ``atomic_npy``: the formats starcurve writes, through it;
 - ``check_writable``: before a long job, make sure its output can be written at all.
 
 Paths are handled as the operating system gives them, so a file name that is not valid UTF-8 works.
@@ -11,6 +12,7 @@ Paths are handled as the operating system gives them, so a file name that is not
 from __future__ import annotations
 
 import errno
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -71,3 +73,23 @@ def check_writable(path: str | os.PathLike, folder: bool | None = False) -> Path
     except OSError as e:
         raise cannot_write(path, e) from None
     return path
+
+
+def atomic_json(obj, path: str | os.PathLike) -> Path:
+    """``obj`` as indented JSON, written atomically."""
+    return atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
+
+
+def atomic_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Tensors as safetensors (CPU, contiguous), written atomically; never pickle."""
+    from safetensors.torch import save
+
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_npy(arr, path: str | os.PathLike) -> Path:
+    """A numpy array as .npy (no pickle), written atomically."""
+    import numpy as np
+
+    return atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False))

@@ -35,8 +35,7 @@ from tqdm.auto import tqdm
 
 from starcurve.data.io import Partition, read_parquet, write_parquet
 from starcurve.errors import StarcurveError, read_json_object
-from starcurve.files import atomic_write
-from starcurve.train.loop import atomic_json
+from starcurve.files import atomic_json, atomic_write
 
 log = logging.getLogger("starcurve")
 

@@ -44,7 +44,7 @@ from starcurve.data import io
 from starcurve.data import schema as S
 from starcurve.data.clean import clean
 from starcurve.errors import StarcurveError
-from starcurve.train.loop import atomic_json
+from starcurve.files import atomic_json, atomic_npy
 
 log = logging.getLogger("starcurve")
 
@@ -283,13 +283,6 @@ def model_id(model: str | Path | None) -> str:
     return f"{folder}:{_hash(hashlib.sha1(f.read_bytes()).hexdigest() for f in files if f.is_file())}"
 
 
-def _save_npy(arr: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, arr, allow_pickle=False)
-    os.replace(tmp, path)
-
-
 def _vectors(t, data: FS1Data, ctx: Context) -> tuple[np.ndarray, dict]:
     """Vectors of every object by the transformer ``t`` (on the clean FS-1 table: no second
     cleaning), cached in ``ctx.out`` so a killed run resumes."""
@@ -315,7 +308,7 @@ def _vectors(t, data: FS1Data, ctx: Context) -> tuple[np.ndarray, dict]:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     n = max(data.table.num_rows, 1)
     meta = {"key": key, "seconds_per_lc": wall / n, "cpu_seconds_per_lc": cpu / n, **info}
-    _save_npy(np.asarray(X, dtype=np.float64), path)
+    atomic_npy(np.asarray(X, dtype=np.float64), path)
     atomic_json(meta, meta_path)
     return X, meta
 

@@ -231,7 +231,7 @@ class TaxonomyClassifier(Predictor):
         return list(self.state_["classes"])
 
     def fit_table(self, table: pa.Table, y) -> TaxonomyClassifier:
-        from starcurve.models.classify import FINE, fit_head, head_inputs
+        from starcurve.models.classify import fit_head, head_inputs
         from starcurve.models.hub import load_model
 
         embedder = load_model(self.model)

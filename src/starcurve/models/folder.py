@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from starcurve.errors import StarcurveError, read_json_object
-from starcurve.train.loop import atomic_json, atomic_safetensors
+from starcurve.files import atomic_json, atomic_safetensors
 
 log = logging.getLogger("starcurve")
 FORMAT_VERSION = 2

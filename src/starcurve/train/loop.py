@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from starcurve.errors import StarcurveError
-from starcurve.files import atomic_write
+from starcurve.files import atomic_json, atomic_safetensors, atomic_write
 
 
 @dataclass
@@ -103,15 +103,6 @@ def _from_rank0(value: float, device: torch.device) -> float:
     t = torch.tensor([float(value)], dtype=torch.float64, device=on)
     dist.broadcast(t, src=0)
     return float(t.item())
-
-
-def atomic_json(obj, path: Path) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
-
-
-def atomic_safetensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
-    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
-    atomic_write(path, lambda f: f.write(data))
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:

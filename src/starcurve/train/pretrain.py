@@ -47,7 +47,14 @@ from starcurve.errors import StarcurveError
 from starcurve.models.encoder import Encoder, EncoderConfig, build, get_config
 from starcurve.models.folder import read_folder, save_folder
 from starcurve.models.hub import load_model, save_model
-from starcurve.train.loop import TrainConfig, ddp_setup, drop_rows_after, model_device, to_device, train
+from starcurve.train.loop import (
+    TrainConfig,
+    ddp_setup,
+    drop_rows_after,
+    model_device,
+    to_device,
+    train,
+)
 
 log = logging.getLogger("starcurve")
 PROBE, KEEP, RANDOM = 0.5, 0.2, 0.2
