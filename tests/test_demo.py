@@ -36,3 +36,10 @@ def test_demo_runs_end_to_end_on_simulated_light_curves(tmp_path, capsys, monkey
         assert (out / "report.md").exists() and (out / "f1_vs_n.png").exists()
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def test_demo_takes_one_band(capsys):
+    from conftest import run_cli
+
+    code, _, err = run_cli(["demo", "--band", "V,R"], capsys)
+    assert code == 2 and "--band: the demo takes one band" in err

@@ -164,14 +164,33 @@ def test_report_merges_result_folders(toy_method, tmp_path):
                report=False)  # fmt: skip
     from starcurve.cli import cli
 
-    res = CliRunner().invoke(cli, ["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out",
-                                   str(tmp_path / "merged")])  # fmt: skip
+    res = CliRunner().invoke(cli, ["report", "--input", str(tmp_path / "a"), "--input",
+                                   str(tmp_path / "b"), "--output", str(tmp_path / "merged")])  # fmt: skip
     assert res.exit_code == 0, res.output
     text = (tmp_path / "merged" / "report.md").read_text()
     assert text.count("| toy |") == 2 and "n=5" in text and "n=20" in text
     assert (tmp_path / "merged" / "f1_vs_n.png").stat().st_size > 0
     with pytest.raises(StarcurveError, match="no results.json"):
         report.load_results([tmp_path / "missing"])
+
+
+def test_report_command_takes_each_folder_with_input(tmp_path):
+    from starcurve.cli import cli
+
+    for name, f1 in (("a", 0.5), ("b", 0.7)):
+        r = {"protocol": "FS-1", "method": name, "dataset": "toy", "band": "V", "classes": ["A", "B"],
+             "seconds_per_lc": 0.01, "machine": "test",
+             "results": {"5": {"f1_mean": f1, "f1_std": 0.1, "f1_folds": [f1 - 0.1, f1 + 0.1]}}}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(r))
+    res = CliRunner().invoke(cli, ["report", "--input", str(tmp_path / "a"), "--input",
+                                   str(tmp_path / "b")])  # fmt: skip
+    assert res.exit_code == 0 and "| a |" in res.output and "| b |" in res.output, res.output
+    assert not (tmp_path / "report.md").exists()  # no --output: the table only
+    res = CliRunner().invoke(cli, ["report", "--input", str(tmp_path / "a"), "--output",
+                                   str(tmp_path / "merged")])  # fmt: skip
+    assert res.exit_code == 0 and (tmp_path / "merged" / "f1_vs_n.png").stat().st_size > 0
+    assert CliRunner().invoke(cli, ["report"]).exit_code == 2  # --input is required
 
 
 def validate_schema(r: dict, ns) -> None:

@@ -86,7 +86,7 @@ def test_bad_files_give_one_line_errors(tmp_path, make, message, capsys):
     with pytest.raises(StarcurveError, match=message):
         read(p)
     with pytest.raises(SystemExit) as e:
-        main(["inspect", str(p)])
+        main(["inspect", "--input", str(p)])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "Traceback" not in err and len(err.strip().splitlines()) == 1
@@ -113,18 +113,33 @@ def test_inspect_json_on_toy(tmp_path, toy_table, capsys):
     import json
 
     write_parquet(toy_table, tmp_path / "t.parquet")
-    main(["inspect", str(tmp_path / "t.parquet"), "--json"])
+    main(["inspect", "--input", str(tmp_path / "t.parquet"), "--json"])
     info = json.loads(capsys.readouterr().out)
     assert info["objects"] == 10 and info["rows"] == 10 and info["bands"] == {"V": 10}
     assert info["classes"] == {"A": 5, "B": 5}
     assert info["obs_per_lc"] == {"min": 30, "median": 165, "max": 300}
-    assert set(info["dropped"]) == {"points", "light_curves"}
+    assert set(info["dropped"]) == {"points", "light_curves"} and info["min_obs"] == 10
+
+
+def test_inspect_uses_the_cleaning_floor_and_bands_given(tmp_path, toy_table, capsys):
+    import json
+
+    write_parquet(toy_table, tmp_path / "t.parquet")
+    args = ["inspect", "--input", str(tmp_path / "t.parquet"), "--json"]
+    main([*args, "--min-obs", "100"])  # the toy's light curves have 30, 60, ..., 300 points
+    info = json.loads(capsys.readouterr().out)
+    assert info["min_obs"] == 100 and info["dropped"]["light_curves"] == 3
+    main([*args, "--band", "V,R"])
+    assert json.loads(capsys.readouterr().out)["objects"] == 10
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--band", "R"])
+    assert e.value.code == 2 and "no light curves in band(s) R" in capsys.readouterr().err
 
 
 def test_inspect_real_macho_reports_sentinels(shared_data, capsys):
     import json
 
-    main(["inspect", str(shared_data / "macho_sample.parquet"), "--json"])
+    main(["inspect", "--input", str(shared_data / "macho_sample.parquet"), "--json"])
     info = json.loads(capsys.readouterr().out)
     assert info["objects"] == 25 and info["rows"] == 49
     # the data README: 8,405 R + 1,042 B sentinel points, 76 negative errors

@@ -50,6 +50,7 @@ def test_from_table_row_one_band_and_several(table):
     multi = light_curve(table, "obj1")
     assert sorted(multi.bands) == ["B", "V"] and len(multi) == 150 + 75
     assert light_curve(table, "obj1", band="B").bands == ["B"]
+    assert sorted(light_curve(table, "obj1", band="B,V").bands) == ["B", "V"]
 
 
 def test_from_file_dataframe_and_arrays_give_the_same_points(table, tmp_path):
@@ -200,6 +201,7 @@ def test_plot_command(table, tiny_model, tmp_path, capsys):
         (["--object", "nope"], "not in"),
         ([], "holds 3 objects"),
         (["--object", "obj0", "--period", "nan"], "--period must be a positive"),
+        (["--object", "obj0", "--band", "R"], "no light curve in band 'R'"),
     ]:
         code, out, err = run(["plot", "--input", tmp_path / "lcs.parquet", "--output",
                               tmp_path / "bad.png", *args], capsys)

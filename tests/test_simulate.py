@@ -210,11 +210,11 @@ def test_zero_objects_and_case_insensitive_names():
 
 def test_cli_writes_file_and_shards(tmp_path, capsys):
     out = tmp_path / "sim.parquet"
-    args = ["simulate", "--survey", "ogle", "--n", "25", "--classes", "RRab,Mira", "--seed", "5"]
-    main([*args, "--out", str(out)])
+    args = ["simulate", "--survey", "ogle", "--objects", "25", "--classes", "RRab,Mira", "--seed", "5"]
+    main([*args, "--output", str(out)])
     table = pq.read_table(out)
     assert table.equals(simulate("ogle", 25, ["RRab", "Mira"], seed=5))
-    main([*args, "--out", str(tmp_path / "sh"), "--shard-size", "10"])
+    main([*args, "--output", str(tmp_path / "sh"), "--shard-size", "10"])
     assert read(tmp_path / "sh").equals(table)
     assert "wrote 25 light curves" in capsys.readouterr().out
 
@@ -222,16 +222,17 @@ def test_cli_writes_file_and_shards(tmp_path, capsys):
 @pytest.mark.parametrize(
     "args, match",
     [
-        (["--survey", "hubble", "--n", "3"], "unknown survey"),
-        (["--survey", "asas", "--n", "-3"], "--n must be an integer >= 0"),
-        (["--survey", "asas", "--n", "1.5"], "--n must be an integer"),
-        (["--survey", "asas", "--n", "3", "--classes", "RRab,foo"], "unknown class"),
-        (["--survey", "asas", "--n", "3", "--shard-size", "0"], "--shard-size must be"),
+        (["--survey", "hubble", "--objects", "3"], "unknown survey"),
+        (["--survey", "asas", "--objects", "-3"], "--objects must be an integer >= 0"),
+        (["--survey", "asas", "--objects", "1.5"], "--objects must be an integer"),
+        (["--survey", "asas", "--objects", "3", "--classes", "RRab,foo"], "unknown class"),
+        (["--survey", "asas", "--objects", "3", "--shard-size", "0"], "--shard-size must be"),
+        (["--survey", "asas"], "missing --objects"),
     ],
 )
 def test_cli_bad_input_exit_2(tmp_path, capsys, args, match):
     with pytest.raises(SystemExit) as exc:
-        main(["simulate", *args, "--out", str(tmp_path / "x")])
+        main(["simulate", *args, "--output", str(tmp_path / "x")])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and match in err and "Traceback" not in err

@@ -110,8 +110,9 @@ exclude_ids_option = click.option(
 
 
 def input_option(help: str = "Light curves: Parquet file, folder of shards, or text files.",
-                 required: bool = True):
-    return click.option("--input", "input_path", required=required, type=click.Path(), help=help)
+                 required: bool = True, multiple: bool = False):
+    return click.option("--input", "input_path", required=required, multiple=multiple,
+                        type=click.Path(), help=help)
 
 
 def output_option(kind: Output = OUTPUT_FILE, help: str = "Output file.", required: bool = True):

@@ -21,7 +21,7 @@ import click
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from starcurve.cli import OUTPUT_DIR
+from starcurve.cli import OUTPUT_DIR, band_option, output_option, seed_option
 from starcurve.errors import StarcurveError
 
 BUDGET_S = 60.0  # seconds of embedding + feature extraction the default sample is sized for
@@ -34,7 +34,7 @@ REPORT_S = 10.0
 
 @click.command("demo")
 @click.option("--data", default=None, type=click.Path(), help="Your labeled light curves (default: simulated).")
-@click.option("--band", default="*", show_default=True, help="Band of --data ('*': each object's own).")
+@band_option
 @click.option("--survey", default="asas", show_default=True, help="Simulated survey cadence.")
 @click.option("--per-class", default=None, type=int,
               help="Simulated objects per class [default: as many as fit the time budget, 60-720].")
@@ -42,19 +42,22 @@ REPORT_S = 10.0
 @click.option("--folds", default=3, show_default=True)
 @click.option("--methods", default="embed,forest", show_default=True, help="FS-1 methods to run.")
 @click.option("--model", default=None, help="Model folder (default: the shipped model).")
-@click.option("--out", "out_dir", default=None, type=OUTPUT_DIR,
-              help="Result folder [default: a new temporary folder].")
-@click.option("--seed", default=0, show_default=True)
-def demo_cmd(data, band, survey, per_class, ns, folds, methods, model, out_dir, seed):
+@output_option(OUTPUT_DIR, "Result folder [default: a new temporary folder].", required=False)
+@seed_option()
+def demo_cmd(data, band, survey, per_class, ns, folds, methods, model, output, seed):
     """Run the whole path on a built-in default: embed, few-shot probe, forest, report."""
     import torch
 
+    if band and "," in band:
+        raise StarcurveError(f"--band: the demo takes one band (FS-1 uses one row per object), "
+                             f"got {band!r}")
+    band = band or "*"  # FS-1's '*': each object in its own band
     threads = torch.get_num_threads()
     # scikit-learn's OpenMP and BLAS on one thread: its small probes and the t-SNE map run faster
     # so (10x when other jobs share the cores); the encoder keeps its threads
     with threadpool_limits(1):
         torch.set_num_threads(threads)
-        _demo(data, band, survey, per_class, ns, folds, methods, model, out_dir, seed)
+        _demo(data, band, survey, per_class, ns, folds, methods, model, output, seed)
 
 
 def _demo(data, band, survey, per_class, ns, folds, methods, model, out_dir, seed) -> None:
@@ -171,8 +174,8 @@ def closing(results: list[dict], n_obj: int, n_test: int, k: int, folds: int) ->
     lines.append(
         "What to try next: your own labeled light curves (starcurve demo --data FILE, a 'label' "
         "column); the full protocol on real survey data (starcurve benchmark --data FILE --band R "
-        "--method embed --out DIR, and --method forest; docs/benchmarks.md); if the embeddings lose, "
-        "adapt the encoder to your survey first (starcurve finetune --data POOL --out DIR, then "
-        "--model DIR)."
+        "--method embed --output DIR, and --method forest; docs/benchmarks.md); if the embeddings "
+        "lose, adapt the encoder to your survey first (starcurve finetune --data POOL --output DIR, "
+        "then --model DIR)."
     )
     return "\n".join(lines)

@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from starcurve.cli import OUTPUT_FILE, columns_option
+from starcurve.cli import OUTPUT_FILE, band_option, columns_option, input_option, output_option
 from starcurve.data import schema as S
 from starcurve.data.clean import CleanReport, clean
 from starcurve.data.io import DEFAULT_ZERO_POINT, flux_to_mag, from_arrays, read
@@ -157,11 +157,11 @@ def light_curve(source, object_id: str | None = None, *, band: str | None = None
                 flux: bool = False, zero_point: float = DEFAULT_ZERO_POINT) -> LightCurve:
     """One object's ``LightCurve`` from a table, file, DataFrame, arrays, ``lightkurve.LightCurve``
     or astropy ``TimeSeries`` (see the module docstring). ``object_id`` is needed when the source
-    holds several objects; ``band`` keeps one band. ``columns``, ``flux``, ``zero_point``: as
-    ``starcurve.read`` (for a TimeSeries, ``columns`` names its magnitude or flux columns)."""
+    holds several objects; ``band`` keeps only these bands (comma-separated). ``columns``, ``flux``,
+    ``zero_point``: as ``starcurve.read`` (for a TimeSeries, ``columns`` names its magnitude or flux
+    columns)."""
     if _is_timeseries(source):
-        table = from_timeseries(source, columns=columns, zero_point=zero_point)
-        table = table if band is None else table.filter(pc.equal(table.column(S.BAND), band))
+        table = read(from_timeseries(source, columns=columns, zero_point=zero_point), band=band)
     else:
         table = read(source, columns=columns, band=band, flux=flux, zero_point=zero_point)
     if band is not None and table.num_rows == 0:
@@ -464,10 +464,10 @@ def contact_sheet(curves: list[LightCurve], titles: list[str], path, *, cols: in
 
 
 @click.command("plot")
-@click.option("--input", "input_path", required=True, help="Light curves: Parquet file/folder or text files.")
+@input_option()
 @click.option("--object", "object_id", default=None, help="Object id (needed if the input holds several).")
-@click.option("--output", required=True, type=OUTPUT_FILE, help="OUT.png")
-@click.option("--band", default=None, help="Only this band [default: every band].")
+@output_option(OUTPUT_FILE, "The figure (PNG).")
+@band_option
 @columns_option
 @click.option("--flux", is_flag=True, help="The mag/mag_err columns hold fluxes (converted).")
 @click.option("--period", type=float, default=None, help="Fold at this period in days [default: the best].")

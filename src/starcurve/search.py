@@ -41,7 +41,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from starcurve.cli import OUTPUT_DIR, OUTPUT_FILE
+from starcurve.cli import (
+    OUTPUT_DIR,
+    OUTPUT_FILE,
+    input_option,
+    output_option,
+    seed_option,
+    threads_option,
+)
 from starcurve.data import schema as S
 from starcurve.data.io import read_parquet, write_parquet
 from starcurve.errors import StarcurveError, read_json_object
@@ -263,6 +270,9 @@ def similar(idx: Index, query, k: int = 10, *, band: str | None = None,
     if k < 1:
         raise StarcurveError(f"k must be at least 1, got {k}")
     if isinstance(query, pa.Table) or Path(str(query)).is_file():
+        if band is not None:
+            raise StarcurveError("band picks the vectors of an object id; a query file's vectors are "
+                                 "all used (keep only the rows you want in the file)")
         qids, Xq = read_vectors(query, None if isinstance(query, pa.Table) else str(query))
         Z = idx.prepare(Xq)
     else:
@@ -333,10 +343,12 @@ def _threads(n: int | None) -> None:
         faiss().omp_set_num_threads(n)
 
 
+FAISS_THREADS = "FAISS (OpenMP) threads [default: OMP_NUM_THREADS, else every core]."
+
+
 @click.command("index")
-@click.option("--input", "input_path", required=True, help="Embeddings (starcurve embed) or any "
-              "Parquet file with object_id, band, embedding.")
-@click.option("--output", required=True, type=OUTPUT_DIR, help="Index folder.")
+@input_option("Embeddings (starcurve embed) or any Parquet file with object_id, band, embedding.")
+@output_option(OUTPUT_DIR, "Index folder.")
 @click.option("--metric", type=click.Choice(["l2", "cosine"]), default="l2", show_default=True)
 @click.option("--kind", type=click.Choice(["auto", "exact", "ivf"]), default="auto", show_default=True,
               help=f"auto: exact below {EXACT_MAX:,} vectors, IVF from there on.")
@@ -344,8 +356,8 @@ def _threads(n: int | None) -> None:
               help="IVF cells [default: 4 sqrt(n), a power of 2].")
 @click.option("--nprobe", type=click.IntRange(min=1), default=NPROBE, show_default=True,
               help="IVF cells per query.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--threads", default=None, type=int, help="FAISS threads.")
+@seed_option("Seed of the IVF k-means and of its training sample.")
+@threads_option(FAISS_THREADS)
 def index_cmd(input_path, output, metric, kind, nlist, nprobe, seed, threads) -> None:
     """Build a vector index of embeddings (exact for small sets, approximate for large ones)."""
     _threads(threads)
@@ -362,11 +374,12 @@ def index_cmd(input_path, output, metric, kind, nlist, nprobe, seed, threads) ->
 @click.option("--query", required=True, help="An object id in the index, or an embeddings file.")
 @click.option("--k", default=10, show_default=True, type=click.IntRange(min=1),
               help="Neighbours per query.")
-@click.option("--band", default=None, help="With an id: only this band's vector.")
-@click.option("--output", required=True, type=OUTPUT_FILE, help="hits.parquet")
+@click.option("--band", default=None,
+              help="With an object id: only its vector of this band [default: each of its bands].")
+@output_option(OUTPUT_FILE, "Hits (Parquet): one row per query and rank.")
 @click.option("--nprobe", type=click.IntRange(min=1), default=None,
               help="IVF cells per query [default: the index's].")
-@click.option("--threads", default=None, type=int, help="FAISS threads.")
+@threads_option(FAISS_THREADS)
 def similar_cmd(index_dir, query, k, band, output, nprobe, threads) -> None:
     """The k objects most like a query (never the query itself), nearest first."""
     _threads(threads)
@@ -378,8 +391,8 @@ def similar_cmd(index_dir, query, k, band, output, nprobe, threads) -> None:
 
 
 @click.command("anomalies")
-@click.option("--input", "input_path", required=True, help="Embeddings (starcurve embed).")
-@click.option("--output", required=True, type=OUTPUT_FILE, help="ranked.parquet")
+@input_option("Embeddings (starcurve embed).")
+@output_option(OUTPUT_FILE, "Ranking (Parquet), oddest first.")
 @click.option("--k", default=10, show_default=True, type=click.IntRange(min=1),
               help="Neighbours of the kNN distance.")
 @click.option("--by", type=click.Choice(["knn", "iforest", "mean-rank"]), default="knn",
@@ -390,8 +403,8 @@ def similar_cmd(index_dir, query, k, band, output, nprobe, threads) -> None:
               "with .png].")
 @click.option("--top", default=25, show_default=True, type=click.IntRange(min=1),
               help="Light curves on the sheet.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Isolation forest (and IVF) seed.")
-@click.option("--threads", default=None, type=int, help="FAISS threads.")
+@seed_option("Isolation forest (and IVF) seed.")
+@threads_option(FAISS_THREADS)
 def anomalies_cmd(input_path, output, k, by, metric, lightcurves, sheet, top, seed, threads) -> None:
     """Rank objects by how far they are from the rest: kNN distance, isolation forest."""
     _threads(threads)

@@ -8,14 +8,17 @@ from collections import Counter
 import click
 import numpy as np
 
-from starcurve.cli import columns_option
+from starcurve.cli import band_option, columns_option, input_option, min_obs_option
 from starcurve.data import schema as S
-from starcurve.data.clean import clean
+from starcurve.data.clean import MIN_OBS, clean
 from starcurve.data.io import read_chunks
+from starcurve.errors import StarcurveError
 
 
-def summarise(path, band: str | None = None, columns: dict | None = None) -> dict:
-    """Counts, lengths, time span and the cleaning report; streams nested Parquet shard by shard."""
+def summarise(path, band: str | None = None, columns: dict | None = None,
+              min_obs: int = MIN_OBS) -> dict:
+    """Counts, lengths, time span and the cleaning report (``clean`` with ``min_obs``); streams
+    nested Parquet shard by shard. ``band``: only rows of these bands (comma-separated)."""
     p = str(path)
     tables = read_chunks(path, band=band, columns=columns)  # streams: flat memory on multi-GB files
     ids, rows, bands, classes = set(), 0, Counter(), Counter()
@@ -29,7 +32,7 @@ def summarise(path, band: str | None = None, columns: dict | None = None) -> dic
             lab = table.column(S.LABEL).to_pylist()
             ids_t = table.column(S.ID).to_pylist()
             classes.update(dict(zip(ids_t, lab)).values())
-        clean_t, rep = clean(table)
+        clean_t, rep = clean(table, min_obs=min_obs)
         for k, v in rep.points.items():
             dropped[k] += v
         objects_removed += len(rep.removed)
@@ -39,6 +42,8 @@ def summarise(path, band: str | None = None, columns: dict | None = None) -> dic
         if len(off) > 1:
             nz = np.diff(off) > 0
             spans.append(t[off[1:][nz] - 1] - t[off[:-1][nz]])
+    if band is not None and rows == 0:
+        raise StarcurveError(f"{p}: no light curves in band(s) {band}")
     lens = np.concatenate(lens) if lens else np.zeros(0, int)
     spans = np.concatenate(spans) if spans else np.zeros(0)
     stat = lambda a: {
@@ -54,18 +59,21 @@ def summarise(path, band: str | None = None, columns: dict | None = None) -> dic
         "obs_per_lc": {k: int(v) for k, v in stat(lens).items()},
         "time_span_days": stat(spans),
         "points": report_points,
+        "min_obs": min_obs,
         "dropped": {"points": dict(dropped), "light_curves": objects_removed},
     }
 
 
 @click.command("inspect")
-@click.argument("path", type=click.Path())
-@click.option("--band", default=None, help="Only this band.")
+@input_option()
+@band_option
 @columns_option
+@min_obs_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def inspect(path: str, band: str | None, columns: str | None, as_json: bool) -> None:
+def inspect(input_path: str, band: str | None, columns: dict | None, min_obs: int,
+            as_json: bool) -> None:
     """Summarise a light-curve file or folder: objects, bands, classes, lengths, what cleaning drops."""
-    info = summarise(path, band, columns)
+    info = summarise(input_path, band, columns, min_obs)
     if as_json:
         click.echo(json.dumps(info))
         return
@@ -79,5 +87,6 @@ def inspect(path: str, band: str | None, columns: str | None, as_json: bool) -> 
     click.echo(f"  obs/LC  min {o['min']}  median {o['median']}  max {o['max']}")
     click.echo(f"  span    min {ts['min']:.1f} d  median {ts['median']:.1f} d  max {ts['max']:.1f} d")
     d = info["dropped"]
-    parts = ", ".join(f"{k} {v:,}" for k, v in d["points"].items() if v) or "nothing"
-    click.echo(f"  cleaning would drop: {parts} points; {d['light_curves']} light curves")
+    parts = ", ".join(f"{k} {v:,}" for k, v in d["points"].items() if v) or "no"
+    click.echo(f"  cleaning would drop: {parts} points; {d['light_curves']} light curves "
+               f"(--min-obs {info['min_obs']})")

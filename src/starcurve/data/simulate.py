@@ -30,7 +30,7 @@ import click
 import numpy as np
 import pyarrow as pa
 
-from starcurve.cli import OUTPUT_ANY
+from starcurve.cli import OUTPUT_ANY, output_option, seed_option
 from starcurve.data import schema as S
 from starcurve.errors import StarcurveError
 
@@ -715,7 +715,7 @@ def write_shards(
         if old != settings:
             raise StarcurveError(
                 f"{out} holds shards written with other settings ({old}); "
-                "use another --out or delete it"
+                "use another --output or delete it"
             )
     else:
         meta.write_text(json.dumps(settings, indent=1))
@@ -747,19 +747,19 @@ SINGLE_FILE_MAX = 200_000
 
 @click.command("simulate")
 @click.option("--survey", default=None, help=f"One of: {', '.join(SURVEY_NAMES)}.")
-@click.option("--n", "n", default=None, help="Number of light curves (objects).")
+@click.option("--objects", default=None, help="Number of light curves (objects).")
 @click.option("--classes", default=None, help="Comma-separated classes (default: all).")
-@click.option("--seed", default="0", show_default=True, help="Random seed (integer >= 0).")
-@click.option("--out", default=None, type=OUTPUT_ANY, help="Output .parquet file, or folder.")
+@seed_option()
+@output_option(OUTPUT_ANY, "Output .parquet file, or folder.", required=False)
 @click.option(
     "--shard-size",
     default=None,
-    help="Write PATH/part-NNNNN.parquet shards of K objects "
+    help="Write OUTPUT/part-NNNNN.parquet shards of K objects "
     f"(default: one file up to {SINGLE_FILE_MAX:,} objects, else shards of 100,000).",
 )
 @click.option("--n-obs", default=None, help="Fixed number of observations per light curve.")
 @click.option("--list", "list_", is_flag=True, help="List surveys and classes, then exit.")
-def simulate_cmd(survey, n, classes, seed, out, shard_size, n_obs, list_) -> None:
+def simulate_cmd(survey, objects, classes, seed, output, shard_size, n_obs, list_) -> None:
     """Write simulated, labeled survey light curves (same Parquet schema as the real files).
 
     Same seed, same objects: shards of any size hold the same objects as one file.
@@ -769,19 +769,19 @@ def simulate_cmd(survey, n, classes, seed, out, shard_size, n_obs, list_) -> Non
     if list_:
         click.echo(f"surveys: {', '.join(SURVEY_NAMES)}\nclasses: {', '.join(CLASSES)}")
         return
-    missing = [o for o, v in (("--survey", survey), ("--n", n), ("--out", out)) if v is None]
+    given = (("--survey", survey), ("--objects", objects), ("--output", output))
+    missing = [o for o, v in given if v is None]
     if missing:
         raise StarcurveError(f"missing {', '.join(missing)} (see starcurve simulate --help)")
-    n = _check_int(n, "--n", 0)
-    seed = _check_int(seed, "--seed", 0)
+    n = _check_int(objects, "--objects", 0)
     n_obs = None if n_obs is None else _check_int(n_obs, "--n-obs", 1)
     _check_survey(survey)
     cls = _check_classes(classes)
-    if shard_size is None and n <= SINGLE_FILE_MAX and not Path(out).is_dir():
+    if shard_size is None and n <= SINGLE_FILE_MAX and not Path(output).is_dir():
         table = simulate(survey, n, cls, seed, n_obs=n_obs)
-        write_parquet(table, out)
-        click.echo(f"wrote {table.num_rows} light curves to {out}")
+        write_parquet(table, output)
+        click.echo(f"wrote {table.num_rows} light curves to {output}")
         return
     size = 100_000 if shard_size is None else _check_int(shard_size, "--shard-size", 1)
-    paths = write_shards(out, survey, n, cls, seed, size, n_obs=n_obs)
-    click.echo(f"wrote {n} light curves in {len(paths)} shard(s) to {out}")
+    paths = write_shards(output, survey, n, cls, seed, size, n_obs=n_obs)
+    click.echo(f"wrote {n} light curves in {len(paths)} shard(s) to {output}")

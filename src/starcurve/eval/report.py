@@ -4,8 +4,8 @@ Per run (``write_run_report``): ``report.md`` (method x n, macro F1 mean +- std 
 seconds per light curve), ``f1_vs_n.png`` (macro F1 versus labels per class with the fold spread),
 ``confusion.png`` (row-normalised confusion matrices summed over folds, one panel per n) and, for
 embedding methods, ``embedding_map.png`` (test vectors in 2-D: UMAP if installed, else t-SNE,
-coloured by class). ``starcurve report DIR [DIR ...]`` merges result folders into one table and one
-plot (F1 versus n, one line per method x dataset).
+coloured by class). ``starcurve report --input DIR [--input DIR ...]`` merges result folders into
+one table and one plot (F1 versus n, one line per method x dataset).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from starcurve.cli import OUTPUT_DIR
+from starcurve.cli import OUTPUT_DIR, input_option, output_option
 from starcurve.errors import StarcurveError
 from starcurve.files import atomic_write
 
@@ -252,14 +252,14 @@ def write_comparison(results: list[dict], out, title: str = "FS-1 comparison") -
 
 
 @click.command("report")
-@click.argument("dirs", nargs=-1, required=True, type=click.Path())
-@click.option("--out", "out_dir", default=None, type=OUTPUT_DIR,
-              help="Write report.md and f1_vs_n.png here (else only print the table).")  # fmt: skip
-def report_cmd(dirs, out_dir):
-    """Merge FS-1 result folders into one comparison table (and plot with --out)."""
-    results = load_results(dirs)
-    table = comparison_table(results)
-    click.echo(table)
-    if out_dir:
-        write_comparison(results, out_dir)
-        click.echo(f"wrote {Path(out_dir) / 'report.md'} and {Path(out_dir) / 'f1_vs_n.png'}")
+@input_option("An FS-1 result folder (starcurve benchmark) or its results.json; give --input once per "
+              "run.", multiple=True)
+@output_option(OUTPUT_DIR, "Write report.md and f1_vs_n.png here (else only print the table).",
+               required=False)
+def report_cmd(input_path, output):
+    """Merge FS-1 result folders into one comparison table (and plot with --output)."""
+    results = load_results(input_path)
+    click.echo(comparison_table(results))
+    if output:
+        write_comparison(results, output)
+        click.echo(f"wrote {Path(output) / 'report.md'} and {Path(output) / 'f1_vs_n.png'}")

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from starcurve.cli import OUTPUT_FILE
+from starcurve.cli import OUTPUT_FILE, output_option
 from starcurve.errors import StarcurveError
 from starcurve.files import atomic_write
 from starcurve.models.encoder import EncoderConfig
@@ -236,7 +236,7 @@ class OnnxModel(Model):
 @click.option(
     "--model", "model_dir", default=None, help="Model folder (default: the shipped model)."
 )
-@click.option("--output", required=True, type=OUTPUT_FILE, help="OUT.onnx")
+@output_option(OUTPUT_FILE, "The ONNX file (OUT.onnx).")
 @click.option(
     "--layers",
     type=click.Choice(["last", "weighted"]),
