@@ -49,7 +49,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"
-    out: dict = {"data": args.data, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU"}
+    out: dict = {
+        "data": args.data,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
+    }
 
     n_lc = pq.ParquetFile(args.data).metadata.num_rows
     t_read = best_of(lambda: read(args.data))
@@ -63,18 +66,26 @@ def main() -> None:
         "light_curves": n_lc,
         "points": int(pa.compute.list_value_length(table.column("time")).to_numpy().sum()),
         "windows": n_win,
-        "seconds": {"read": round(t_read, 3), "clean": round(t_clean, 3), "windows_to_tensors": round(t_win, 3)},
+        "seconds": {
+            "read": round(t_read, 3),
+            "clean": round(t_clean, 3),
+            "windows_to_tensors": round(t_win, 3),
+        },
         "light_curves_per_second": round(n_lc / total),
     }
     # Arrow list columns -> padded [B, 200] tensors, one light curve = one 200-point window.
-    one = cleaned.filter(pa.compute.greater_equal(pa.compute.list_value_length(cleaned.column("time")), 200))
+    one = cleaned.filter(
+        pa.compute.greater_equal(pa.compute.list_value_length(cleaned.column("time")), 200)
+    )
     t = best_of(lambda: window_tensors(one, 200, mode="random", rng=np.random.default_rng(0)), 5)
     out["arrow_to_padded_200"] = {
         "light_curves": one.num_rows,
         "seconds": round(t, 4),
         "light_curves_per_second_per_core": round(one.num_rows / t),
     }
-    out["peak_rss_mb_in_memory_path"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    out["peak_rss_mb_in_memory_path"] = round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
 
     # Streaming: a file `big_repeats` times larger; `starcurve inspect` must keep memory flat.
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,11 +100,17 @@ def main() -> None:
                 f"s=summarise({path!r}); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss//1024, s['rows'])"
             )
             t0 = time.perf_counter()
-            res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            res = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            )
             mb, rows = res.stdout.split()
-            rss[name] = {"file_mb": round(Path(path).stat().st_size / 2**20), "rows": int(rows),
-                         "in_memory_mb": round(int(rows) / n_lc * table.nbytes / 2**20),
-                         "peak_rss_mb": int(mb), "seconds": round(time.perf_counter() - t0, 1)}
+            rss[name] = {
+                "file_mb": round(Path(path).stat().st_size / 2**20),
+                "rows": int(rows),
+                "in_memory_mb": round(int(rows) / n_lc * table.nbytes / 2**20),
+                "peak_rss_mb": int(mb),
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
         out["streaming_inspect"] = rss
     dest = HERE / "results" / "core_throughput.json"
     dest.parent.mkdir(exist_ok=True)

@@ -55,11 +55,17 @@ def synthetic_windows(n: int, t: int = 200, seed: int = 0) -> dict[str, np.ndarr
     rng = np.random.default_rng(seed)
     time_ = np.sort(rng.uniform(0, 1000, (n, t)), 1)
     time_ -= time_.mean(1, keepdims=True)
-    mag = 0.3 * np.sin(2 * np.pi * time_ / rng.uniform(0.3, 300, (n, 1))) + rng.normal(0, 0.03, (n, t))
+    mag = 0.3 * np.sin(2 * np.pi * time_ / rng.uniform(0.3, 300, (n, 1))) + rng.normal(
+        0, 0.03, (n, t)
+    )
     mag -= mag.mean(1, keepdims=True)
     err = rng.uniform(0.01, 0.05, (n, t))
-    return {"time": time_.astype(np.float32), "mag": mag.astype(np.float32),
-            "err": err.astype(np.float32), "mask": np.ones((n, t), bool)}
+    return {
+        "time": time_.astype(np.float32),
+        "mag": mag.astype(np.float32),
+        "err": err.astype(np.float32),
+        "mask": np.ones((n, t), bool),
+    }
 
 
 def embed_speed(model, w: dict, batch: int, bf16: bool = False, repeats: int = 2):
@@ -71,9 +77,12 @@ def embed_speed(model, w: dict, batch: int, bf16: bool = False, repeats: int = 2
         model.window_vectors(*(x[:8] for x in tensors[:3]), tensors[3][:8])  # warm-up
         for _ in range(repeats):
             t0 = time.perf_counter()
-            vecs = [model.window_vectors(*(x[s : s + batch] for x in tensors[:3]),
-                                         tensors[3][s : s + batch]).float()
-                    for s in range(0, n, batch)]
+            vecs = [
+                model.window_vectors(
+                    *(x[s : s + batch] for x in tensors[:3]), tensors[3][s : s + batch]
+                ).float()
+                for s in range(0, n, batch)
+            ]
             best = max(best, n / (time.perf_counter() - t0))
             out = torch.cat(vecs).numpy()
     return best, out
@@ -94,7 +103,9 @@ def section_embed(args, res: dict) -> None:
             "bfloat16_max_abs_diff": float(diff.max()),
             "bfloat16_mean_abs_diff": float(diff.mean()),
             "embedding_mean_abs": float(np.abs(emb).mean()),
-            "windows": args.windows, "windows_bf16": nb, "batch": args.batch,
+            "windows": args.windows,
+            "windows_bf16": nb,
+            "batch": args.batch,
             "gflop_per_window": round(flops_per_window(model.config) / 1e9, 3),
         }
         print(name, res["embed"][name], flush=True)
@@ -171,8 +182,14 @@ def section_tf(args, res: dict) -> None:
             np.savez(Path(tmp) / f"{name}.npz", **rw)
         (Path(tmp) / "tf_bench.py").write_text(TF_SCRIPT)
         env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "CUDA_VISIBLE_DEVICES": ""}
-        cmd = [str(py), str(Path(tmp) / "tf_bench.py"), str(Path(tmp) / "win.npz"),
-               str(args.batch), tmp, *(str(Path(tmp) / f"{name}.npz") for name in real)]
+        cmd = [
+            str(py),
+            str(Path(tmp) / "tf_bench.py"),
+            str(Path(tmp) / "win.npz"),
+            str(args.batch),
+            tmp,
+            *(str(Path(tmp) / f"{name}.npz") for name in real),
+        ]
         p = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if p.returncode != 0:
             res["tensorflow"] = {"error": p.stderr.strip().splitlines()[-1][:300]}
@@ -184,7 +201,9 @@ def section_tf(args, res: dict) -> None:
     for name in ("a1", "a2"):
         ours, _ = embed_speed(build(name).eval(), w, args.batch)
         tf_res[name]["ours_float32_windows_per_s"] = round(ours, 1)
-        tf_res[name]["speedup_vs_tf_function"] = round(ours / tf_res[name]["tf_function_windows_per_s"], 2)
+        tf_res[name]["speedup_vs_tf_function"] = round(
+            ours / tf_res[name]["tf_function_windows_per_s"], 2
+        )
     model = Model(build("a1"))
     for name, rw in real.items():  # ours trims each batch to its longest window (same result)
         ours = model_rate(model, rw, args.batch)
@@ -207,22 +226,42 @@ def section_tfpair(args, res: dict) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "win.npz", **w)
         (Path(tmp) / "tf_bench.py").write_text(TF_SCRIPT)
-        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "CUDA_VISIBLE_DEVICES": "", "TF_A1_ONLY": "1"}
+        env = {
+            **os.environ,
+            "TF_USE_LEGACY_KERAS": "1",
+            "CUDA_VISIBLE_DEVICES": "",
+            "TF_A1_ONLY": "1",
+        }
         for _ in range(args.rounds):
-            p = subprocess.run([str(py), str(Path(tmp) / "tf_bench.py"), str(Path(tmp) / "win.npz"),
-                                str(args.batch), tmp], capture_output=True, text=True, env=env,
-                               check=False)
+            p = subprocess.run(
+                [
+                    str(py),
+                    str(Path(tmp) / "tf_bench.py"),
+                    str(Path(tmp) / "win.npz"),
+                    str(args.batch),
+                    tmp,
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+            )
             if p.returncode != 0:
                 res["tf_vs_ours_a1"] = {"error": p.stderr.strip().splitlines()[-1][:300]}
                 return
-            tf_rates.append(json.loads(p.stdout[p.stdout.index('{"tensorflow"') :])["a1"][
-                "tf_function_windows_per_s"])
+            tf_rates.append(
+                json.loads(p.stdout[p.stdout.index('{"tensorflow"') :])["a1"][
+                    "tf_function_windows_per_s"
+                ]
+            )
             ours_rates.append(round(embed_speed(model, w, args.batch)[0], 1))
             print("round", tf_rates[-1], ours_rates[-1], flush=True)
     res["tf_vs_ours_a1"] = {
-        "tf_function_windows_per_s": tf_rates, "ours_float32_windows_per_s": ours_rates,
+        "tf_function_windows_per_s": tf_rates,
+        "ours_float32_windows_per_s": ours_rates,
         "ratio_of_medians": round(float(np.median(ours_rates) / np.median(tf_rates)), 2),
-        "windows": args.windows, "batch": args.batch,
+        "windows": args.windows,
+        "batch": args.batch,
         "note": "full 200-point synthetic windows; TF run then ours, alternated",
     }
     print("tfpair", res["tf_vs_ours_a1"], flush=True)
@@ -231,8 +270,10 @@ def section_tfpair(args, res: dict) -> None:
 def real_windows(n: int) -> dict[str, dict]:
     """Consecutive 200-point windows of the first light curves of two FS-1 files (speed only)."""
     out = {}
-    for name, file, band in (("eros_lmc_R", "eros_lmc.parquet", "R"),
-                             ("asas_acvs_V", "asas_acvs.parquet", "V")):
+    for name, file, band in (
+        ("eros_lmc_R", "eros_lmc.parquet", "R"),
+        ("asas_acvs_V", "asas_acvs.parquet", "V"),
+    ):
         if not (DATA / file).exists():
             continue
         table, _ = clean(read(DATA / file, band=band).slice(0, 2 * n))
@@ -297,9 +338,12 @@ def section_train(args, res: dict) -> None:
             if i:  # the first step warms up
                 times.append(time.perf_counter() - t0)
         s = float(np.median(times))
-        res["train"][name] = {"seconds_per_step": round(s, 3), "batch": args.train_batch,
-                              "windows_per_s": round(args.train_batch / s, 1),
-                              "steps_timed": args.train_steps}
+        res["train"][name] = {
+            "seconds_per_step": round(s, 3),
+            "batch": args.train_batch,
+            "windows_per_s": round(args.train_batch / s, 1),
+            "steps_timed": args.train_steps,
+        }
         print("train", name, res["train"][name], flush=True)
 
 
@@ -312,19 +356,37 @@ def section_pretrain(args, res: dict) -> None:
     model = build("sc1", seed=0)
     val = Validation(DATA / "eros_lmc.parquet", 200, band="B", max_windows=args.val_windows)
     before = val.metrics(model)
-    tcfg = TrainConfig(steps=args.pretrain_steps, lr=1e-3, optimizer="adam", warmup=100,
-                       log_every=25, ckpt_every=10**9, eval_every=0, seed=0)
+    tcfg = TrainConfig(
+        steps=args.pretrain_steps,
+        lr=1e-3,
+        optimizer="adam",
+        warmup=100,
+        log_every=25,
+        ckpt_every=10**9,
+        eval_every=0,
+        seed=0,
+    )
     t0 = time.perf_counter()
-    run(model, [str(DATA / "asas3_unlabeled.parquet")], out, tcfg, batch_size=args.pretrain_batch,
-        pool=4096)
+    run(
+        model,
+        [str(DATA / "asas3_unlabeled.parquet")],
+        out,
+        tcfg,
+        batch_size=args.pretrain_batch,
+        pool=4096,
+    )
     seconds = time.perf_counter() - t0
     after = val.metrics(model)
     res["pretrain"] = {
-        "config": "sc1", "data": "asas3_unlabeled.parquet (V, nothing excluded)",
-        "steps": args.pretrain_steps, "batch": args.pretrain_batch, "lr": 1e-3, "warmup": 100,
+        "config": "sc1",
+        "data": "asas3_unlabeled.parquet (V, nothing excluded)",
+        "steps": args.pretrain_steps,
+        "batch": args.pretrain_batch,
+        "lr": 1e-3,
+        "warmup": 100,
         "seconds": round(seconds, 1),
         "validation": f"eros_lmc.parquet band B, {val.n_windows} consecutive windows of "
-                      f"{val.n_objects} objects, fixed probes; RMSE in magnitudes",
+        f"{val.n_objects} objects, fixed probes; RMSE in magnitudes",
         "val_before": {k: round(v, 4) for k, v in before.items()},
         "val_after": {k: round(v, 4) for k, v in after.items()},
         "log": str(out / "log.csv"),
@@ -344,12 +406,18 @@ def section_toy(args, res: dict) -> None:
 
     rng = np.random.default_rng(0)
     times = [np.sort(rng.uniform(0, 100, 60)) for _ in range(6)]
-    mags = [0.5 * np.sin(2 * np.pi * t / (20 + 5 * i)) + rng.normal(0, 0.02, 60)
-            for i, t in enumerate(times)]
+    mags = [
+        0.5 * np.sin(2 * np.pi * t / (20 + 5 * i)) + rng.normal(0, 0.02, 60)
+        for i, t in enumerate(times)
+    ]
     batch = window_tensors(from_arrays(times, mags, [np.full(60, 0.02)] * 6), 32)
     small = {"window": 32, "d_model": 32, "d_ff": 32, "n_heads": 2, "n_layers": 2, "dropout": 0.0}
-    variants = {"a1": ("a1", {}), "a1 + residual": ("a1", {"residual": "add"}),
-                "a2": ("a2", {}), "sc1": ("sc1", {})}
+    variants = {
+        "a1": ("a1", {}),
+        "a1 + residual": ("a1", {"residual": "add"}),
+        "a2": ("a2", {}),
+        "sc1": ("sc1", {}),
+    }
     out = {}
     for label, (base, change) in variants.items():
         cfg = EncoderConfig.from_dict({**get_config(base).to_dict(), **small, **change})
@@ -364,10 +432,15 @@ def section_toy(args, res: dict) -> None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             curve.append(float(m["rmse_probed"]))
-        out[label] = {"rmse_probed_start": round(curve[0], 4), "rmse_probed_step100": round(curve[99], 4),
-                      "rmse_probed_step200": round(curve[-1], 4)}
+        out[label] = {
+            "rmse_probed_start": round(curve[0], 4),
+            "rmse_probed_step100": round(curve[99], 4),
+            "rmse_probed_step200": round(curve[-1], 4),
+        }
     out["trivial_rmse"] = round(float(batch["mag"][batch["mask"]].std()), 4)
-    out["setup"] = "6 windows of 32 points, sine periods 20-40 d, fixed probes, Adam 3e-3, 200 steps"
+    out["setup"] = (
+        "6 windows of 32 points, sine periods 20-40 d, fixed probes, Adam 3e-3, 200 steps"
+    )
     res["toy_fit"] = out
     print("toy", out, flush=True)
 
@@ -377,8 +450,11 @@ def section_floor(args, res: dict) -> None:
     from starcurve.train.pretrain import _window_mean, probe_masks
 
     out = {}
-    for file, band in (("eros_lmc.parquet", "B"), ("asas3_unlabeled.parquet", None),
-                       ("asas_acvs.parquet", "V")):
+    for file, band in (
+        ("eros_lmc.parquet", "B"),
+        ("asas3_unlabeled.parquet", None),
+        ("asas_acvs.parquet", "V"),
+    ):
         b = Validation(DATA / file, 200, band=band, max_windows=args.val_windows).batch
         _, _, hidden = probe_masks(b["mag"], b["mask"], torch.Generator().manual_seed(0))
         out[f"{file} {band or ''}".strip()] = {
@@ -411,19 +487,30 @@ def main() -> None:
     for key in ("embed", "train"):
         res.setdefault(key, {})
     res["machine"] = {
-        "cpu": platform.processor() or platform.machine(), "threads": args.threads,
-        "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "note": "2-core CPU, no GPU; absolute rates vary with the load (section_load_average): "
-                "compare rates measured in the same run",
+        "compare rates measured in the same run",
     }
     for sec in args.sections.split(","):
         t0 = time.perf_counter()
         load0 = os.getloadavg()[0]
-        {"embed": section_embed, "tf": section_tf, "train": section_train,
-         "pretrain": section_pretrain, "toy": section_toy, "tfpair": section_tfpair,
-         "floor": section_floor}[sec](args, res)
+        {
+            "embed": section_embed,
+            "tf": section_tf,
+            "train": section_train,
+            "pretrain": section_pretrain,
+            "toy": section_toy,
+            "tfpair": section_tfpair,
+            "floor": section_floor,
+        }[sec](args, res)
         res.setdefault("section_seconds", {})[sec] = round(time.perf_counter() - t0, 1)
-        res.setdefault("section_load_average", {})[sec] = [round(load0, 2), round(os.getloadavg()[0], 2)]
+        res.setdefault("section_load_average", {})[sec] = [
+            round(load0, 2),
+            round(os.getloadavg()[0], 2),
+        ]
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_json(res, out)
     atomic_json(res, out)

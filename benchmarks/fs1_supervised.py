@@ -38,8 +38,10 @@ def main() -> None:
         for m in METHODS:
             run_dir = Path(args.runs) / f"{m}_{ds}"
             if not args.no_run and (args.only is None or f"{m}_{ds}" in args.only.split(",")):
-                cmd = (f"starcurve benchmark --data {DATA / ds}.parquet --band {band} --method {m} "
-                       f"--out {run_dir} --n 20,100,500 --folds 3 --seed 0")
+                cmd = (
+                    f"starcurve benchmark --data {DATA / ds}.parquet --band {band} --method {m} "
+                    f"--out {run_dir} --n 20,100,500 --folds 3 --seed 0"
+                )
                 fs.run(DATA / f"{ds}.parquet", band, m, run_dir, command=cmd, progress=False)
             if not (run_dir / "results.json").exists():
                 continue
@@ -86,8 +88,14 @@ def plot(summary: dict, path: Path) -> None:
             if v is None:
                 continue
             ns = np.array([int(n) for n in v["f1"]])
-            ax.errorbar(ns, list(v["f1"].values()), yerr=list(v["f1_std"].values()), marker="o",
-                        capsize=3, label=m)
+            ax.errorbar(
+                ns,
+                list(v["f1"].values()),
+                yerr=list(v["f1_std"].values()),
+                marker="o",
+                capsize=3,
+                label=m,
+            )
         ax.set_xscale("log")
         ax.minorticks_off()
         ax.set_xticks([20, 100, 500], ["20", "100", "500"])

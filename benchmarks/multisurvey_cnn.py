@@ -60,7 +60,12 @@ def score(model, test: pa.Table, y: np.ndarray, fallback: str) -> dict:
     return {
         "macro_f1": float(f1_score(y, pred, labels=classes, average="macro", zero_division=0)),
         "accuracy": float(accuracy_score(y, pred)),
-        "per_class_f1": dict(zip(classes, f1_score(y, pred, labels=classes, average=None, zero_division=0).round(4).tolist())),
+        "per_class_f1": dict(
+            zip(
+                classes,
+                f1_score(y, pred, labels=classes, average=None, zero_division=0).round(4).tolist(),
+            )
+        ),
         "macro_f1_classified_only": float(
             f1_score(y[done], pred[done], labels=classes, average="macro", zero_division=0)
         ),
@@ -75,12 +80,21 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--out", default="runs/multisurvey")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--only", default=None, help="re-run only these runs (e.g. joint); keep the others' results")
+    ap.add_argument(
+        "--only", default=None, help="re-run only these runs (e.g. joint); keep the others' results"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = {name: load(name, band) for name, band in SURVEYS.items()}
-    cfg = sup.FitConfig(steps=args.steps, batch_size=64, eval_every=150, patience=4, max_val=1000,
-                        augment=AugmentConfig(), seed=0)
+    cfg = sup.FitConfig(
+        steps=args.steps,
+        batch_size=64,
+        eval_every=150,
+        patience=4,
+        max_val=1000,
+        augment=AugmentConfig(),
+        seed=0,
+    )
     test_ids = set().union(*(d[4] for d in data.values()))
     runs = {"joint": list(SURVEYS), **{f"{n}_only": [n] for n in SURVEYS}}
     out = {

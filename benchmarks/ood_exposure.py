@@ -34,14 +34,19 @@ from ood_iforest import flagged  # one definition of the reported shares
 
 def main(shared: Path = ROOT.parent / "shared" / "data", n_sim: int = 1000) -> None:
     m = load_model()
-    test = test_object_ids(shared / "asas_acvs.parquet", "V") | test_object_ids(shared / "eros_lmc.parquet", "R")
+    test = test_object_ids(shared / "asas_acvs.parquet", "V") | test_object_ids(
+        shared / "eros_lmc.parquet", "R"
+    )
     train, held = labeled(shared, test)
     _, usable = C.label_sets(train.column("label").to_pylist())
     X = m.embed_table(train)[usable]
 
     def sims(seed: int, n: int) -> dict[str, np.ndarray]:
-        return {f"{s}_{c}": m.embed_table(clean(simulate(s, n, [c], seed=seed), min_obs=10)[0])
-                for s in ("asas", "eros") for c in ("constant", "QSO")}
+        return {
+            f"{s}_{c}": m.embed_table(clean(simulate(s, n, [c], seed=seed), min_obs=10)[0])
+            for s in ("asas", "eros")
+            for c in ("constant", "QSO")
+        }
 
     out = np.vstack(list(sims(2, n_sim).values()))
     mu, sd = X.mean(0), X.std(0) + 1e-6
@@ -53,8 +58,12 @@ def main(shared: Path = ROOT.parent / "shared" / "data", n_sim: int = 1000) -> N
     s_held = score(m.embed_table(held))
     ids = np.array(held.column("object_id").to_pylist())
     scored = {k: score(v) for k, v in sims(1, 300).items()}
-    res = {"threshold": thr, "train_real": len(X), "train_simulated": len(out),
-           **flagged(s_held, ids, scored, thr)}
+    res = {
+        "threshold": thr,
+        "train_real": len(X),
+        "train_simulated": len(out),
+        **flagged(s_held, ids, scored, thr),
+    }
     print(json.dumps(res, indent=1))
     atomic_json(res, ROOT / "benchmarks" / "results" / "ood_exposure.json")
 

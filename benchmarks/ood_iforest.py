@@ -41,7 +41,9 @@ def flagged(s_held: np.ndarray, ids: np.ndarray, sims: dict, thr: float) -> dict
 
 def main(shared: Path = ROOT.parent / "shared" / "data") -> None:
     m = load_model()
-    test = test_object_ids(shared / "asas_acvs.parquet", "V") | test_object_ids(shared / "eros_lmc.parquet", "R")
+    test = test_object_ids(shared / "asas_acvs.parquet", "V") | test_object_ids(
+        shared / "eros_lmc.parquet", "R"
+    )
     train, held = labeled(shared, test)
     _, usable = C.label_sets(train.column("label").to_pylist())
     X = m.embed_table(train)[usable]
@@ -51,8 +53,11 @@ def main(shared: Path = ROOT.parent / "shared" / "data") -> None:
     s_train = -forest.score_samples((X - mu) / sd)
     s_held = score(held)
     ids = np.array(held.column("object_id").to_pylist())
-    sims = {f"{s}_{c}": score(clean(simulate(s, 300, [c], seed=1), min_obs=10)[0])
-            for s in ("asas", "eros") for c in ("constant", "QSO")}
+    sims = {
+        f"{s}_{c}": score(clean(simulate(s, 300, [c], seed=1), min_obs=10)[0])
+        for s in ("asas", "eros")
+        for c in ("constant", "QSO")
+    }
     res = {str(q): flagged(s_held, ids, sims, np.quantile(s_train, q)) for q in (0.95, 0.97, 0.99)}
     print(json.dumps(res, indent=1))
     atomic_json(res, ROOT / "benchmarks" / "results" / "ood_iforest.json")

@@ -51,8 +51,15 @@ def main() -> None:
         for cls in ("constant", "QSO"):
             s, _ = clean(simulate(survey, 300, [cls], seed=1), min_obs=10)
             rs = scatter_over_error(s)
-            res[name][f"simulated_{survey}_{cls}"] = {**pct(rs), "flagged_below_real_p1": round(float((rs < cut).mean()), 3)}
-        print(name, res[name]["all_variables"], {k: v for k, v in res[name].items() if k.startswith("sim")})
+            res[name][f"simulated_{survey}_{cls}"] = {
+                **pct(rs),
+                "flagged_below_real_p1": round(float((rs < cut).mean()), 3),
+            }
+        print(
+            name,
+            res[name]["all_variables"],
+            {k: v for k, v in res[name].items() if k.startswith("sim")},
+        )
     atomic_json(res, OUT)
     print(f"wrote {OUT}")
 

@@ -41,29 +41,42 @@ def main() -> None:
             if not (folder / "results.json").exists():
                 if args.no_run:
                     continue
-                fewshot.run(Path(args.shared) / f"{ds}.parquet", DATASETS[ds], "embed", folder,
-                            model=row["model"], layers=row.get("layers"), progress=True,
-                            command=f"(benchmarks/pv1_ablation.py row {row['name']})")
+                fewshot.run(
+                    Path(args.shared) / f"{ds}.parquet",
+                    DATASETS[ds],
+                    "embed",
+                    folder,
+                    model=row["model"],
+                    layers=row.get("layers"),
+                    progress=True,
+                    command=f"(benchmarks/pv1_ablation.py row {row['name']})",
+                )
             res = json.loads((folder / "results.json").read_text())
             scores[ds] = {
-                n: [round(v["f1_mean"], 3), round(v["f1_std"], 3)] for n, v in res["results"].items()
+                n: [round(v["f1_mean"], 3), round(v["f1_std"], 3)]
+                for n, v in res["results"].items()
             } | {"s_per_lc": round(res["seconds_per_lc"], 4), "folder": str(folder)}
         table.append({**row, "scores": scores})
         atomic_json(table, Path(args.out))
     lines = [
         "| row | views | objectives | readout | pretrain CPU-h | "
-        + " | ".join(f"{d} n=20 | n=100 | n=500" for d in args.datasets.split(",")) + " |",
+        + " | ".join(f"{d} n=20 | n=100 | n=500" for d in args.datasets.split(","))
+        + " |",
         "|---|---|---|---|---|" + "---|---|---|" * len(args.datasets.split(",")),
     ]
     for r in table:
         cells = []
         for ds in args.datasets.split(","):
             s = r["scores"].get(ds)
-            cells += [f"{s[n][0]:.3f} ± {s[n][1]:.3f}" if s else "not run" for n in ("20", "100", "500")]
+            cells += [
+                f"{s[n][0]:.3f} ± {s[n][1]:.3f}" if s else "not run" for n in ("20", "100", "500")
+            ]
         cpu = r.get("pretrain_cpu_s")
         readout = r.get("readout") or r.get("layers") or "last layer, mean of states"
-        lines.append(f"| {r['name']} | {r['views']} | {r['objectives']} | {readout} | "
-                     + (f"{cpu / 3600:.2f} | " if cpu is not None else "- | "))
+        lines.append(
+            f"| {r['name']} | {r['views']} | {r['objectives']} | {readout} | "
+            + (f"{cpu / 3600:.2f} | " if cpu is not None else "- | ")
+        )
         lines[-1] += " | ".join(cells) + " |"
     md = Path(args.out).with_suffix(".md")
     md.write_text("\n".join(lines) + "\n")

@@ -54,8 +54,13 @@ def main() -> None:
     n = table.num_rows
     model, ref = load_model(args.model), load_model(args.reference)
     res = {
-        "machine": machine(), "threads": 1, "light_curves": n,
-        "data": args.data, "band": args.band, "model": args.model, "reference": args.reference,
+        "machine": machine(),
+        "threads": 1,
+        "light_curves": n,
+        "data": args.data,
+        "band": args.band,
+        "model": args.model,
+        "reference": args.reference,
         "load_average_before": os.getloadavg()[0],
         "s_per_lc_periodogram": timed(lambda: periods(table), args.repeats) / n,
         "s_per_lc_model_total": timed(lambda: model.embed_table(table), args.repeats) / n,
@@ -69,11 +74,13 @@ def main() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bf16 = model._view_vectors(table, p, model.default_layers)
     diff, scale = np.abs(bf16 - fp32), np.abs(fp32).mean()
-    res.update(bf16_speedup=res["s_per_lc_model_total"] / res["s_per_lc_model_bf16"],
-               bf16_max_abs_diff_rel=float(diff.max() / scale),
-               bf16_mean_abs_diff_rel=float(diff.mean() / scale),
-               cpu_capability=torch.backends.cpu.get_cpu_capability(),
-               load_average_after=os.getloadavg()[0])
+    res.update(
+        bf16_speedup=res["s_per_lc_model_total"] / res["s_per_lc_model_bf16"],
+        bf16_max_abs_diff_rel=float(diff.max() / scale),
+        bf16_mean_abs_diff_rel=float(diff.mean() / scale),
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        load_average_after=os.getloadavg()[0],
+    )
     res["ratio_to_reference"] = res["s_per_lc_model_total"] / res["s_per_lc_reference"]
     Path(args.out).write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))

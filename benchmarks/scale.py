@@ -90,16 +90,23 @@ def section_throughput(args, res: dict, tmp: Path) -> None:
                                "loadavg": os.getloadavg()})  # fmt: skip
             print(name, runs[name][-1], flush=True)
     ref = pq.read_table(tmp / "torch_in_process.parquet")
-    diff = np.abs(np.array(ref.column("embedding").to_pylist())
-                  - np.array(pq.read_table(tmp / "onnx_in_process.parquet").column("embedding").to_pylist()))
+    diff = np.abs(
+        np.array(ref.column("embedding").to_pylist())
+        - np.array(pq.read_table(tmp / "onnx_in_process.parquet").column("embedding").to_pylist())
+    )
     best = {name: max(r["objects_per_s"] for r in rs) for name, rs in runs.items()}
 
     def r(a: str, b: str) -> float:
         return round(best[a] / best[b], 3)
 
     res["throughput"] = {
-        "objects": args.n, "partitions": len(parts), "survey": "ztf (simulated, seed 13)",
-        "model": f"shipped {load_model().config.name}", "rounds": args.rounds, "best_objects_per_s": best, "runs": runs,
+        "objects": args.n,
+        "partitions": len(parts),
+        "survey": "ztf (simulated, seed 13)",
+        "model": f"shipped {load_model().config.name}",
+        "rounds": args.rounds,
+        "best_objects_per_s": best,
+        "runs": runs,
         "ratio_2_workers_over_1": r("torch_dask_2_workers", "torch_dask_1_worker"),
         "ratio_onnx_over_torch_in_process": r("onnx_in_process", "torch_in_process"),
         "ratio_onnx_2_workers_over_1": r("onnx_dask_2_workers", "onnx_dask_1_worker"),
@@ -119,12 +126,31 @@ def peak_rss_mb(cmd: list) -> tuple[float, float]:
 
 
 def section_memory(args, res: dict, tmp: Path) -> None:
-    out = res.setdefault("memory", {"note": f"ztf sims with n_obs={args.memory_obs}, shards of "
-                                            f"{args.chunk * 4}, one process, one thread"})
+    out = res.setdefault(
+        "memory",
+        {
+            "note": f"ztf sims with n_obs={args.memory_obs}, shards of "
+            f"{args.chunk * 4}, one process, one thread"
+        },
+    )
     for n in (int(x) for x in args.memory_sizes.split(",")):
         data = sims(tmp / f"mem{n}", n, args.chunk * 4, n_obs=args.memory_obs)
-        rss, sec = peak_rss_mb([*CLI, "embed", "--input", data, "--output", tmp / f"mem{n}.parquet",
-                                "--workers", "0", "--threads", "1", "--chunk-rows", str(args.chunk)])
+        rss, sec = peak_rss_mb(
+            [
+                *CLI,
+                "embed",
+                "--input",
+                data,
+                "--output",
+                tmp / f"mem{n}.parquet",
+                "--workers",
+                "0",
+                "--threads",
+                "1",
+                "--chunk-rows",
+                str(args.chunk),
+            ]
+        )
         out[str(n)] = {"peak_rss_mb": round(rss, 1), "seconds": round(sec, 1),
                        "objects_per_s": round(n / sec, 1)}  # fmt: skip
         print("memory", n, out[str(n)], flush=True)
@@ -139,23 +165,39 @@ def _workers(pid: int) -> list[int]:
     """Dask worker processes of a local cluster (spawned children of the client)."""
     import psutil
 
-    return [c.pid for c in psutil.Process(pid).children(recursive=True)
-            if "spawn_main" in " ".join(c.cmdline()) and "resource_tracker" not in " ".join(c.cmdline())]
+    return [
+        c.pid
+        for c in psutil.Process(pid).children(recursive=True)
+        if "spawn_main" in " ".join(c.cmdline()) and "resource_tracker" not in " ".join(c.cmdline())
+    ]
 
 
 def section_kill(args, res: dict, tmp: Path) -> None:
     data = sims(tmp / "kill", args.kill_n, args.kill_chunk, n_obs=args.kill_obs)
     n_parts = len(partitions(data, rows=args.kill_chunk))
-    base = ["embed", "--input", str(data), "--chunk-rows", str(args.kill_chunk), "--workers", "2",
-            "--threads", "1"]
+    base = [
+        "embed",
+        "--input",
+        str(data),
+        "--chunk-rows",
+        str(args.kill_chunk),
+        "--workers",
+        "2",
+        "--threads",
+        "1",
+    ]
     ref_out, out = tmp / "ref.parquet", tmp / "killed.parquet"
     t0 = time.time()
     subprocess.run([*CLI, *base, "--output", ref_out], check=True, capture_output=True)
     ref_s = time.time() - t0
     # the interrupted run, in its own process group: the client, its scheduler and its workers
     t0 = time.time()
-    proc = subprocess.Popen([*CLI, *base, "--output", out], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*CLI, *base, "--output", out],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     parts = out.with_name(out.name + ".parts")
     killed_worker = None
     while proc.poll() is None:
@@ -172,17 +214,26 @@ def section_kill(args, res: dict, tmp: Path) -> None:
     proc.wait()
     killed_s, done_at_kill = time.time() - t0, _done_parts(parts)
     t0 = time.time()
-    rerun = subprocess.run([*CLI, *base, "--output", out], check=True, capture_output=True, text=True)
+    rerun = subprocess.run(
+        [*CLI, *base, "--output", out], check=True, capture_output=True, text=True
+    )
     rerun_s = time.time() - t0
     a, b = pq.read_table(ref_out), pq.read_table(out)
     same_rows = a.column("object_id").equals(b.column("object_id"))
     va, vb = (np.array(t.column("embedding").to_pylist()) for t in (a, b))
     summary = next(ln for ln in rerun.stdout.splitlines() if ln.startswith("summary:"))
     res.setdefault("kill", {})[str(args.kill_n)] = {
-        "objects": args.kill_n, "n_obs": args.kill_obs, "partitions": n_parts, "uninterrupted_s": round(ref_s, 1),
-        "killed_worker_pid": killed_worker, "client_killed_after_s": round(killed_s, 1),
-        "parts_done_at_kill": done_at_kill, "rerun_s": round(rerun_s, 1), "rerun_summary": summary,
-        "same_rows": bool(same_rows), "identical_vectors": bool(np.array_equal(va, vb)),
+        "objects": args.kill_n,
+        "n_obs": args.kill_obs,
+        "partitions": n_parts,
+        "uninterrupted_s": round(ref_s, 1),
+        "killed_worker_pid": killed_worker,
+        "client_killed_after_s": round(killed_s, 1),
+        "parts_done_at_kill": done_at_kill,
+        "rerun_s": round(rerun_s, 1),
+        "rerun_summary": summary,
+        "same_rows": bool(same_rows),
+        "identical_vectors": bool(np.array_equal(va, vb)),
         "max_abs_diff": float(np.abs(va - vb).max()),
     }
     print("kill", res["kill"][str(args.kill_n)], flush=True)
@@ -207,7 +258,10 @@ def section_roofline(args, res: dict, tmp: Path) -> None:
     gflop = flops_per_window(get_config("sc1")) / 1e9
     out = {"threads": torch.get_num_threads(), "gflop_per_window": round(gflop, 3),
            "windows": args.windows}  # fmt: skip
-    for name, dtype, bf16 in (("float32", torch.float32, False), ("bfloat16", torch.bfloat16, True)):
+    for name, dtype, bf16 in (
+        ("float32", torch.float32, False),
+        ("bfloat16", torch.bfloat16, True),
+    ):
         peak = matmul_gflops(dtype)
         sub = w if not bf16 else {k: v[: max(args.windows // 4, 16)] for k, v in w.items()}
         wps, vec = embed_speed(model, sub, 256, bf16=bf16)
@@ -219,7 +273,8 @@ def section_roofline(args, res: dict, tmp: Path) -> None:
             out[name]["max_abs_diff_vs_float32"] = float(np.abs(vec - ref).max())
         print("roofline", name, out[name], flush=True)
     out["bfloat16_over_float32_windows"] = round(
-        out["bfloat16"]["windows_per_s"] / out["float32"]["windows_per_s"], 3)
+        out["bfloat16"]["windows_per_s"] / out["float32"]["windows_per_s"], 3
+    )
     res["roofline"] = out
 
 

@@ -70,10 +70,18 @@ def injected(n_real: int):
 
 def as_table(ids, labels, X: np.ndarray, band: str = "V") -> pa.Table:
     """An embeddings-file table (object_id, band, label, embedding)."""
-    emb = pa.ListArray.from_arrays(pa.array(np.arange(len(X) + 1, dtype=np.int32) * X.shape[1]),
-                                   pa.array(np.asarray(X, np.float32).ravel()))
-    return pa.table({"object_id": pa.array(list(ids), pa.string()), "band": [band] * len(X),
-                     "label": pa.array(list(labels), pa.string()), "embedding": emb})
+    emb = pa.ListArray.from_arrays(
+        pa.array(np.arange(len(X) + 1, dtype=np.int32) * X.shape[1]),
+        pa.array(np.asarray(X, np.float32).ravel()),
+    )
+    return pa.table(
+        {
+            "object_id": pa.array(list(ids), pa.string()),
+            "band": [band] * len(X),
+            "label": pa.array(list(labels), pa.string()),
+            "embedding": emb,
+        }
+    )
 
 
 def fill(X: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -88,18 +96,28 @@ def precision_at_10(X: np.ndarray, data: fs.FS1Data, metric: str) -> dict:
 
     pool, test = ~data.test, data.test
     X = fill(X, X[pool])
-    idx = se.build(X[pool], as_table(data.ids[pool], data.labels[pool], X[pool]).drop_columns(
-        ["embedding"]), metric=metric)
+    idx = se.build(
+        X[pool],
+        as_table(data.ids[pool], data.labels[pool], X[pool]).drop_columns(["embedding"]),
+        metric=metric,
+    )
     _, rows = idx.neighbours(idx.prepare(X[test]), data.ids[test], K)
     hit = data.labels[pool][rows] == data.labels[test][:, None]
     prec = hit.mean(1)
     y = data.labels[test]
     per = {c: round(float(prec[y == c].mean()), 3) for c in data.classes}
     chance = {c: round(float((data.labels[pool] == c).mean()), 3) for c in data.classes}
-    return {"kind": idx.kind, "metric": metric, "queries": int(test.sum()), "index": int(pool.sum()),
-            "per_class": per, "macro": round(float(np.mean(list(per.values()))), 3),
-            "micro": round(float(prec.mean()), 3), "chance_per_class": chance,
-            "chance_macro": round(float(np.mean(list(chance.values()))), 3)}
+    return {
+        "kind": idx.kind,
+        "metric": metric,
+        "queries": int(test.sum()),
+        "index": int(pool.sum()),
+        "per_class": per,
+        "macro": round(float(np.mean(list(per.values()))), 3),
+        "micro": round(float(prec.mean()), 3),
+        "chance_per_class": chance,
+        "chance_macro": round(float(np.mean(list(chance.values()))), 3),
+    }
 
 
 def anomaly_shares(ranked: pd.DataFrame, injected: set[str]) -> dict:
@@ -112,8 +130,11 @@ def anomaly_shares(ranked: pd.DataFrame, injected: set[str]) -> dict:
     is_inj = ranked["object_id"].isin(injected).to_numpy()
     out = {}
     for by, col in (("knn", "knn_rank"), ("iforest", "iforest_rank"), ("mean-rank", None)):
-        r = ranked[col].to_numpy() if col else \
-            (ranked["knn_rank"] + ranked["iforest_rank"]).rank(method="first").to_numpy()
+        r = (
+            ranked[col].to_numpy()
+            if col
+            else (ranked["knn_rank"] + ranked["iforest_rank"]).rank(method="first").to_numpy()
+        )
         top = r <= top_n
         lab = ranked["label"].to_numpy()
         out[by] = {
@@ -121,10 +142,13 @@ def anomaly_shares(ranked: pd.DataFrame, injected: set[str]) -> dict:
             "injected_in_top": int((top & is_inj).sum()),
             "share_of_top": round(float((top & is_inj).sum() / top_n), 3),
             "share_of_injected": round(float((top & is_inj).sum() / is_inj.sum()), 3),
-            "per_injected_class": {c: round(float((top & (lab == c)).sum() / (lab == c).sum()), 3)
-                                   for c in ("constant", "QSO")},
-            "top_classes": {str(k): int(v) for k, v in
-                            pd.Series(lab[top]).value_counts().head(6).items()},
+            "per_injected_class": {
+                c: round(float((top & (lab == c)).sum() / (lab == c).sum()), 3)
+                for c in ("constant", "QSO")
+            },
+            "top_classes": {
+                str(k): int(v) for k, v in pd.Series(lab[top]).value_counts().head(6).items()
+            },
         }
     return out
 
@@ -141,19 +165,37 @@ def anomalies(data: fs.FS1Data, vec: dict, inj) -> dict:
     inj_lab = np.asarray(table.column("label").to_pylist(), str)
     ids = np.concatenate([data.ids, inj_ids])
     labels = np.concatenate([data.labels, inj_lab])
-    res = {"objects": len(ids), "injected": len(inj_ids), "injected_classes":
-           {c: int((inj_lab == c).sum()) for c in ("constant", "QSO")}, "top_fraction": TOP}
+    res = {
+        "objects": len(ids),
+        "injected": len(inj_ids),
+        "injected_classes": {c: int((inj_lab == c).sum()) for c in ("constant", "QSO")},
+        "top_fraction": TOP,
+    }
     work = CACHE / "anomalies"
     work.mkdir(parents=True, exist_ok=True)
-    lcs = pa.concat_tables([data.table.select(["object_id", "band", "label", "time", "mag",
-                                               "mag_err"]),
-                            table.set_column(table.schema.get_field_index("band"), "band",
-                                             pa.array(["V"] * table.num_rows))
-                            .select(["object_id", "band", "label", "time", "mag", "mag_err"])])
+    lcs = pa.concat_tables(
+        [
+            data.table.select(["object_id", "band", "label", "time", "mag", "mag_err"]),
+            table.set_column(
+                table.schema.get_field_index("band"), "band", pa.array(["V"] * table.num_rows)
+            ).select(["object_id", "band", "label", "time", "mag", "mag_err"]),
+        ]
+    )
     write_parquet(lcs, work / "lcs.parquet")
     write_parquet(as_table(ids, labels, np.vstack([vec["embedding"], e_inj])), work / "emb.parquet")
-    cli(["anomalies", "--input", str(work / "emb.parquet"), "--output", str(work / "ranked.parquet"),
-         "--lightcurves", str(work / "lcs.parquet"), "--sheet", str(SHEET)])
+    cli(
+        [
+            "anomalies",
+            "--input",
+            str(work / "emb.parquet"),
+            "--output",
+            str(work / "ranked.parquet"),
+            "--lightcurves",
+            str(work / "lcs.parquet"),
+            "--sheet",
+            str(SHEET),
+        ]
+    )
     ranked = read_parquet(work / "ranked.parquet").to_pandas()
     res["embedding"] = anomaly_shares(ranked, set(inj_ids))
     # the oddest embeddings are mostly light curves of a handful of points: the same ranking with
@@ -179,27 +221,49 @@ def anomalies(data: fs.FS1Data, vec: dict, inj) -> dict:
 def table_md(res: dict) -> str:
     p = res["precision_at_10"]
     classes = list(p["embedding_l2"]["per_class"])
-    rows = ["| vectors (metric) | " + " | ".join(classes) + " | macro | all queries |",
-            "|---" * (len(classes) + 3) + "|"]
-    for key, name in (("embedding_l2", "shipped embeddings (L2)"), ("features_l2", "features (L2)"),
-                      ("embedding_cosine", "shipped embeddings (cosine)"),
-                      ("features_cosine", "features (cosine)")):
+    rows = [
+        "| vectors (metric) | " + " | ".join(classes) + " | macro | all queries |",
+        "|---" * (len(classes) + 3) + "|",
+    ]
+    for key, name in (
+        ("embedding_l2", "shipped embeddings (L2)"),
+        ("features_l2", "features (L2)"),
+        ("embedding_cosine", "shipped embeddings (cosine)"),
+        ("features_cosine", "features (cosine)"),
+    ):
         r = p[key]
-        rows.append(f"| {name} | " + " | ".join(f"{r['per_class'][c]:.3f}" for c in classes)
-                    + f" | {r['macro']:.3f} | {r['micro']:.3f} |")
+        rows.append(
+            f"| {name} | "
+            + " | ".join(f"{r['per_class'][c]:.3f}" for c in classes)
+            + f" | {r['macro']:.3f} | {r['micro']:.3f} |"
+        )
     ch = p["embedding_l2"]["chance_per_class"]
-    rows.append("| chance (class share of the index) | " + " | ".join(f"{ch[c]:.3f}" for c in classes)
-                + f" | {p['embedding_l2']['chance_macro']:.3f} | |")
+    rows.append(
+        "| chance (class share of the index) | "
+        + " | ".join(f"{ch[c]:.3f}" for c in classes)
+        + f" | {p['embedding_l2']['chance_macro']:.3f} | |"
+    )
     a = res["anomalies"]
-    rows += ["", (f"Anomalies: {a['objects']} objects, {a['injected']} injected "
-             f"({a['injected_classes']}); top {a['top_fraction']:.0%} = {a['embedding']['knn']['top']}"),
-             "", ("| vectors | ordering | top 5% | injected in top 5% | share of the top | share of injected found "
-             "| constants found | quasars found |"), "|---|---|---|---|---|---|---|---|"]
+    rows += [
+        "",
+        (
+            f"Anomalies: {a['objects']} objects, {a['injected']} injected "
+            f"({a['injected_classes']}); top {a['top_fraction']:.0%} = {a['embedding']['knn']['top']}"
+        ),
+        "",
+        (
+            "| vectors | ordering | top 5% | injected in top 5% | share of the top | share of injected found "
+            "| constants found | quasars found |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for vec in ("embedding", "features", f"embedding_min{MIN_POINTS}", f"features_min{MIN_POINTS}"):
         for by, r in a[vec].items():
             pc_ = r["per_injected_class"]
-            rows.append(f"| {vec} | {by} | {r['top']} | {r['injected_in_top']} | {r['share_of_top']:.3f} | "
-                        f"{r['share_of_injected']:.3f} | {pc_['constant']:.3f} | {pc_['QSO']:.3f} |")
+            rows.append(
+                f"| {vec} | {by} | {r['top']} | {r['injected_in_top']} | {r['share_of_top']:.3f} | "
+                f"{r['share_of_injected']:.3f} | {pc_['constant']:.3f} | {pc_['QSO']:.3f} |"
+            )
     return "\n".join(rows) + "\n"
 
 
@@ -212,8 +276,14 @@ def main() -> None:
     inj = injected(len(data.ids))
     if args.stage == "vectors":
         return
-    res = {"machine": fs.machine(), "dataset": "asas_acvs", "band": "V", "k": K,
-           "model": "shipped default (starcurve.load_model())", "precision_at_10": {}}
+    res = {
+        "machine": fs.machine(),
+        "dataset": "asas_acvs",
+        "band": "V",
+        "k": K,
+        "model": "shipped default (starcurve.load_model())",
+        "precision_at_10": {},
+    }
     for name, X in vec.items():
         for metric in ("l2", "cosine"):
             res["precision_at_10"][f"{name}_{metric}"] = precision_at_10(X, data, metric)

@@ -71,8 +71,11 @@ def latency(idx, Z: np.ndarray, nprobe=None) -> dict:
     idx.search(Z, K, nprobe)
     batch = time.perf_counter() - t
     ms = 1000 * np.array(times)
-    return {"p50_ms": round(float(np.median(ms)), 4), "p95_ms": round(float(np.percentile(ms, 95)), 4),
-            "batch_queries_per_s": round(len(Z) / batch, 1)}
+    return {
+        "p50_ms": round(float(np.median(ms)), 4),
+        "p95_ms": round(float(np.percentile(ms, 95)), 4),
+        "batch_queries_per_s": round(len(Z) / batch, 1),
+    }
 
 
 def measure(X: np.ndarray, kind: str) -> tuple[object, dict]:
@@ -83,8 +86,11 @@ def measure(X: np.ndarray, kind: str) -> tuple[object, dict]:
     idx = se.build(X, ids, kind=kind, seed=0)
     build_s = time.perf_counter() - t
     size = len(se.faiss().serialize_index(idx.index)) / 2**20
-    info = {"build_s": round(build_s, 2), "index_mb": round(size, 1),
-            "process_peak_rss_mb": round(peak_rss_mb())}
+    info = {
+        "build_s": round(build_s, 2),
+        "index_mb": round(size, 1),
+        "process_peak_rss_mb": round(peak_rss_mb()),
+    }
     if kind == "ivf":
         info["nlist"] = idx.meta["nlist"]
     return idx, info
@@ -94,19 +100,28 @@ def table_md(res: dict) -> str:
     """One row per size: exact, then IVF at the default nprobe and its neighbours."""
     from starcurve.search import NPROBE
 
-    rows = [("| vectors | index | build [s] | index [MB] | recall@10 | latency p50 / p95 [ms] | "
-            "queries/s (batch) |"), "|---|---|---|---|---|---|---|"]
+    rows = [
+        (
+            "| vectors | index | build [s] | index [MB] | recall@10 | latency p50 / p95 [ms] | "
+            "queries/s (batch) |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
     for n, r in res["sizes"].items():
         e = r["exact"]
-        rows.append(f"| {int(n):,} | exact (Flat) | {e['build_s']} | {e['index_mb']} | 1 | "
-                    f"{e['p50_ms']} / {e['p95_ms']} | {e['batch_queries_per_s']:,.0f} |")
+        rows.append(
+            f"| {int(n):,} | exact (Flat) | {e['build_s']} | {e['index_mb']} | 1 | "
+            f"{e['p50_ms']} / {e['p95_ms']} | {e['batch_queries_per_s']:,.0f} |"
+        )
         i = r["ivf"]
         for p, v in i["nprobe"].items():
             if int(p) in (8, 16, NPROBE, 64):
                 mark = " (default)" if int(p) == NPROBE else ""
-                rows.append(f"| {int(n):,} | IVF {i['nlist']}, nprobe {p}{mark} | {i['build_s']} | "
-                            f"{i['index_mb']} | {v['recall_at_10']} | {v['p50_ms']} / {v['p95_ms']} | "
-                            f"{v['batch_queries_per_s']:,.0f} |")
+                rows.append(
+                    f"| {int(n):,} | IVF {i['nlist']}, nprobe {p}{mark} | {i['build_s']} | "
+                    f"{i['index_mb']} | {v['recall_at_10']} | {v['p50_ms']} / {v['p95_ms']} | "
+                    f"{v['batch_queries_per_s']:,.0f} |"
+                )
     return "\n".join(rows) + "\n"
 
 
@@ -122,8 +137,14 @@ def main() -> None:
 
     E = sim_embeddings()
     gmm = GaussianMixture(32, covariance_type="full", reg_covar=1e-4, random_state=0).fit(E)
-    res = {"machine": machine(), "threads": int(os.environ.get("OMP_NUM_THREADS", "0") or 0),
-           "dim": int(E.shape[1]), "queries": N_QUERIES, "k": K, "sizes": {}}
+    res = {
+        "machine": machine(),
+        "threads": int(os.environ.get("OMP_NUM_THREADS", "0") or 0),
+        "dim": int(E.shape[1]),
+        "queries": N_QUERIES,
+        "k": K,
+        "sizes": {},
+    }
     for n in SIZES:
         X = E if n == SIZES[0] else gmm.sample(n)[0].astype(np.float32)
         Q = gmm.sample(N_QUERIES)[0].astype(np.float32)
@@ -144,8 +165,14 @@ def main() -> None:
             recall = np.mean([len(set(a) & set(b)) / K for a, b in zip(got, truth)])
             i_info["nprobe"][p] = {"recall_at_10": round(float(recall), 4), **latency(ivf, Zq, p)}
         del ivf
-        res["sizes"][n] = {"n": len(X), "vectors": "simulated-light-curve embeddings" if n == SIZES[0]
-                           else "Gaussian-mixture samples", "exact": e_info, "ivf": i_info}
+        res["sizes"][n] = {
+            "n": len(X),
+            "vectors": "simulated-light-curve embeddings"
+            if n == SIZES[0]
+            else "Gaussian-mixture samples",
+            "exact": e_info,
+            "ivf": i_info,
+        }
         print(n, res["sizes"][n], flush=True)
         atomic_json(res, OUT)
     OUT.with_suffix(".md").write_text(table_md(res))

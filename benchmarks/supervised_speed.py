@@ -59,7 +59,10 @@ def classify(model, table: pa.Table) -> None:
 def synthetic(n_obs: int, count: int, seed: int) -> pa.Table:
     rng = np.random.default_rng(seed)
     t = [np.cumsum(rng.exponential(1.0, n_obs)) for _ in range(count)]
-    m = [15 + 0.3 * np.sin(2 * np.pi * ti / rng.uniform(0.3, 30)) + rng.normal(0, 0.02, n_obs) for ti in t]
+    m = [
+        15 + 0.3 * np.sin(2 * np.pi * ti / rng.uniform(0.3, 30)) + rng.normal(0, 0.02, n_obs)
+        for ti in t
+    ]
     return from_arrays(t, m, [np.full(n_obs, 0.02) for _ in range(count)], band="V")
 
 
@@ -72,7 +75,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    models = {k: sup.build(kind, classes=CLASSES, **opts).eval() for k, (kind, opts) in MODELS.items()}
+    models = {
+        k: sup.build(kind, classes=CLASSES, **opts).eval() for k, (kind, opts) in MODELS.items()
+    }
     out = {
         "machine": machine(), "threads": args.threads, "torch": torch.__version__,
         "command": f"python benchmarks/supervised_speed.py --threads {args.threads} "
@@ -84,12 +89,19 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for name, band in (("asas_acvs", "V"), ("eros_lmc", "R")):
         table = read(DATA / f"{name}.parquet", band=band)
-        table = table.take(pa.array(np.sort(rng.choice(table.num_rows, min(args.sample, table.num_rows), replace=False))))
+        table = table.take(
+            pa.array(
+                np.sort(rng.choice(table.num_rows, min(args.sample, table.num_rows), replace=False))
+            )
+        )
         lens = np.diff(table.column("time").combine_chunks().offsets.to_numpy())
         res = {"light_curves": table.num_rows, "median_obs": float(np.median(lens))}
         for key, model in models.items():
             sec = best_of(lambda m=model, tb=table: classify(m, tb), args.repeats)
-            res[key] = {"lc_per_second": table.num_rows / sec, "seconds_per_lc": sec / table.num_rows}
+            res[key] = {
+                "lc_per_second": table.num_rows / sec,
+                "seconds_per_lc": sec / table.num_rows,
+            }
             print(name, key, f"{table.num_rows / sec:.0f} LC/s", flush=True)
         out["throughput"][name] = res
 
@@ -98,7 +110,9 @@ def main() -> None:
     extractors = {k: (lambda tb, m=m: classify(m, tb)) for k, m in models.items()}
     backends = (["light-curve"] if light_curve_available() else []) + ["numpy"]
     for b in backends:
-        extractors[f"features_{b}"] = lambda tb, b=b: extract_features(clean(tb)[0], backend=b, n_jobs=args.threads)
+        extractors[f"features_{b}"] = lambda tb, b=b: extract_features(
+            clean(tb)[0], backend=b, n_jobs=args.threads
+        )
     per = {k: [] for k in extractors}
     for n in LENGTHS:
         table = synthetic(n, args.batch, seed=n)
@@ -109,7 +123,9 @@ def main() -> None:
     sel = np.array(LENGTHS) >= 500
     for k, v in per.items():
         out["scaling"]["seconds_per_lc"][k] = v
-        out["scaling"]["slope_n_ge_500"][k] = float(np.polyfit(np.log(np.array(LENGTHS)[sel]), np.log(np.array(v)[sel]), 1)[0])
+        out["scaling"]["slope_n_ge_500"][k] = float(
+            np.polyfit(np.log(np.array(LENGTHS)[sel]), np.log(np.array(v)[sel]), 1)[0]
+        )
     out["load_average_at_end"] = os.getloadavg()  # the CPU is shared: say how busy it was
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "supervised_speed.json").write_text(json.dumps(out, indent=2))
@@ -126,7 +142,12 @@ def plot(out: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     n = np.array(out["scaling"]["lengths"])
     for k, v in out["scaling"]["seconds_per_lc"].items():
-        ax.loglog(n, np.array(v) * 1e3, "o-", label=f"{k} (slope {out['scaling']['slope_n_ge_500'][k]:.2f})")
+        ax.loglog(
+            n,
+            np.array(v) * 1e3,
+            "o-",
+            label=f"{k} (slope {out['scaling']['slope_n_ge_500'][k]:.2f})",
+        )
     ax.loglog(n, n / n[0] * 0.01, "k:", lw=1, label="slope 1 (linear)")
     ax.set_xlabel("observations per light curve")
     ax.set_ylabel("ms per light curve")

@@ -39,9 +39,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     shared, out = Path(args.shared), Path(args.out)
-    test = test_object_ids(shared / "asas_acvs.parquet", "V") | test_object_ids(shared / "eros_lmc.parquet", "R")
+    test = test_object_ids(shared / "asas_acvs.parquet", "V") | test_object_ids(
+        shared / "eros_lmc.parquet", "R"
+    )
     overlap = pd.read_csv(shared / "asas3_unlabeled_acvs_overlap.csv")
-    near_test = set(overlap.loc[overlap.asas_acvs_object_id.isin(test), "asas3_unlabeled_object_id"])
+    near_test = set(
+        overlap.loc[overlap.asas_acvs_object_id.isin(test), "asas3_unlabeled_object_id"]
+    )
     excluded = {"fs1_test_objects": len(test), "asas3_near_fs1_test": len(near_test)}
     parts, kept_ids = [], []
     for name in FILES:
@@ -67,7 +71,9 @@ def main() -> None:
     dest.mkdir(parents=True, exist_ok=True)
     with gzip.open(dest / "training_objects.txt.gz", "wt") as f:
         f.write("\n".join(sorted(set(train.column(S.ID).to_pylist()))) + "\n")
-    excluded.update(train_rows=train.num_rows, val_rows=val.num_rows, train_objects=len(ids) - len(val_ids))
+    excluded.update(
+        train_rows=train.num_rows, val_rows=val.num_rows, train_objects=len(ids) - len(val_ids)
+    )
     (dest / "pretrain_set.json").write_text(json.dumps(excluded, indent=1))
     print(json.dumps({k: v for k, v in excluded.items() if not k.endswith("_cleaning")}, indent=1))
 

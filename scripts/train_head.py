@@ -57,14 +57,19 @@ def main() -> None:
     args = ap.parse_args()
     shared, folder = Path(args.shared), Path(args.model)
     model = load_model(folder)
-    test = test_object_ids(shared / "asas_acvs.parquet", "V") | test_object_ids(shared / "eros_lmc.parquet", "R")
+    test = test_object_ids(shared / "asas_acvs.parquet", "V") | test_object_ids(
+        shared / "eros_lmc.parquet", "R"
+    )
     train, held = labeled(shared, test)
     X, fap = C.head_inputs(model, train, progress=True)
     labels = train.column(S.LABEL).to_pylist()
     # outlier exposure: simulated constant stars and quasars at both surveys' cadences (seed 2; the
     # evaluation below uses other draws, seed 1)
-    sims = [clean(simulate(s, 1000, [c], seed=2), min_obs=10)[0]
-            for s in ("asas", "eros") for c in ("constant", "QSO")]
+    sims = [
+        clean(simulate(s, 1000, [c], seed=2), min_obs=10)[0]
+        for s in ("asas", "eros")
+        for c in ("constant", "QSO")
+    ]
     outliers = np.vstack([C.head_inputs(model, t, fap=False)[0] for t in sims])
     state = C.fit_head(X, labels, seed=args.seed, log_fap=fap, outliers=outliers)
     _, usable = C.label_sets(labels)

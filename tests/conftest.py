@@ -42,7 +42,9 @@ def toy_table():
         mags.append(12 + 0.3 * np.sin(2 * np.pi * t / p) + rng.normal(0, 0.02, n))
         errs.append(np.full(n, 0.02))
         labels.append("A" if i % 2 else "B")
-    return from_arrays(times, mags, errs, ids=[f"obj{i}" for i in range(10)], band="V", labels=labels)
+    return from_arrays(
+        times, mags, errs, ids=[f"obj{i}" for i in range(10)], band="V", labels=labels
+    )
 
 
 @pytest.fixture(autouse=True)

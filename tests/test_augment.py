@@ -22,8 +22,9 @@ def _table(lengths, seed=0, labels=None):
     times = [np.cumsum(rng.uniform(0.01, 5.0, n)) + rng.uniform(-1e3, 1e3) for n in lengths]
     mags = [rng.normal(15, 0.3, n) for n in lengths]
     errs = [rng.uniform(0.01, 0.1, n) for n in lengths]
-    return from_arrays(times, mags, errs, ids=[f"o{i}" for i in range(len(lengths))], band="V",
-                       labels=labels)
+    return from_arrays(
+        times, mags, errs, ids=[f"o{i}" for i in range(len(lengths))], band="V", labels=labels
+    )
 
 
 def _rows(table):
@@ -77,7 +78,9 @@ def test_balance_keeps_originals_and_equalises_classes():
     table = _table([50] * 40, labels=["A"] * 30 + ["B"] * 10)
     labels = np.array(table.column(S.LABEL).to_pylist())
     out, out_labels = balance(table, labels, AugmentConfig(n=30), np.random.default_rng(1))
-    assert out.num_rows == 60 and (out_labels == "A").sum() == 30 and (out_labels == "B").sum() == 30
+    assert (
+        out.num_rows == 60 and (out_labels == "A").sum() == 30 and (out_labels == "B").sum() == 30
+    )
     assert out.slice(0, 40).column(S.ID).equals(table.column(S.ID))
     assert S.lengths(out)[40:].max() <= 30
 

@@ -15,9 +15,19 @@ from starcurve.models.estimators import TaxonomyClassifier
 from starcurve.models.folder import load
 from starcurve.models.hub import Model, load_model, save_model
 
-TINY = EncoderConfig(name="tiny", d_model=16, n_layers=1, n_heads=2, d_ff=16, norm="pre",
-                     residual="add", time_encoding="logspaced", mask_token="vector", use_err=True,
-                     scale=True)
+TINY = EncoderConfig(
+    name="tiny",
+    d_model=16,
+    n_layers=1,
+    n_heads=2,
+    d_ff=16,
+    norm="pre",
+    residual="add",
+    time_encoding="logspaced",
+    mask_token="vector",
+    use_err=True,
+    scale=True,
+)
 
 
 def round_trip(state: dict, folder, encoder=None) -> dict:
@@ -141,12 +151,29 @@ def test_classify_cli_end_to_end(tmp_path, capsys):
     round_trip(state, tmp_path / "clf", model)
     data = sim.slice(0, 20)
     write_parquet(data, tmp_path / "in.parquet")
-    main(["predict", "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "out.parquet"),
-          "--model", str(tmp_path / "clf")])
+    main(
+        [
+            "predict",
+            "--input",
+            str(tmp_path / "in.parquet"),
+            "--output",
+            str(tmp_path / "out.parquet"),
+            "--model",
+            str(tmp_path / "clf"),
+        ]
+    )
     out = pq.read_table(tmp_path / "out.parquet")
     assert out.num_rows == 20
-    assert {"object_id", "class", "probability", "ood_score", "is_ood", "prob_RRab", "prob_LPV",
-            "skip_reason"} <= set(out.column_names)
+    assert {
+        "object_id",
+        "class",
+        "probability",
+        "ood_score",
+        "is_ood",
+        "prob_RRab",
+        "prob_LPV",
+        "skip_reason",
+    } <= set(out.column_names)
     p = np.stack([out.column(f"prob_{c}").to_numpy() for c in C.FINE], 1)
     np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
     assert "20 classified" in capsys.readouterr().out

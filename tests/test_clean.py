@@ -18,7 +18,12 @@ light_curve = st.lists(st.tuples(odd_float, odd_float, odd_float), min_size=0, m
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(light_curve, min_size=1, max_size=6), st.integers(1, 5), st.sampled_from(["drop", "mean"]), st.sampled_from([None, 3.0]))
+@given(
+    st.lists(light_curve, min_size=1, max_size=6),
+    st.integers(1, 5),
+    st.sampled_from(["drop", "mean"]),
+    st.sampled_from([None, 3.0]),
+)
 def test_clean_output_is_sorted_finite_and_consistent(lcs, min_obs, dup, clip):
     table = from_arrays(
         [[p[0] for p in lc] for lc in lcs],
@@ -41,11 +46,22 @@ def test_clean_output_is_sorted_finite_and_consistent(lcs, min_obs, dup, clip):
 
 
 def test_unsorted_duplicates_and_bad_errors_counted():
-    t = from_arrays([[3.0, 1.0, 2.0, 2.0, 5.0, 6.0]], [[13, 11, 12, 12.5, np.nan, 10]], [[0.1, 0.1, 0.1, 0.1, 0.1, -0.1]])
+    t = from_arrays(
+        [[3.0, 1.0, 2.0, 2.0, 5.0, 6.0]],
+        [[13, 11, 12, 12.5, np.nan, 10]],
+        [[0.1, 0.1, 0.1, 0.1, 0.1, -0.1]],
+    )
     out, rep = clean(t, min_obs=1)
     assert S.flat(out, S.TIME)[0].tolist() == [1.0, 2.0, 3.0]
     assert S.flat(out, S.MAG)[0].tolist() == [11, 12, 13]  # first of the duplicate pair kept
-    assert rep.points == {"nonfinite": 1, "sentinel": 0, "bad_error": 1, "implausible": 0, "duplicate_time": 1, "too_few_obs": 0}
+    assert rep.points == {
+        "nonfinite": 1,
+        "sentinel": 0,
+        "bad_error": 1,
+        "implausible": 0,
+        "duplicate_time": 1,
+        "too_few_obs": 0,
+    }
 
 
 def test_duplicate_repair_is_inverse_variance_mean():
@@ -58,7 +74,12 @@ def test_duplicate_repair_is_inverse_variance_mean():
 
 
 def test_empty_and_one_point_light_curves_are_reported_and_others_kept():
-    t = from_arrays([[], [1.0], [1.0, 2.0, 3.0]], [[], [1.0], [1, 2, 3]], [[], [0.1], [0.1] * 3], ids=["e", "one", "ok"])
+    t = from_arrays(
+        [[], [1.0], [1.0, 2.0, 3.0]],
+        [[], [1.0], [1, 2, 3]],
+        [[], [0.1], [0.1] * 3],
+        ids=["e", "one", "ok"],
+    )
     out, rep = clean(t, min_obs=2)
     assert out.column(S.ID).to_pylist() == ["ok"]
     assert set(rep.removed) == {"e/unknown", "one/unknown"}
@@ -75,19 +96,22 @@ def test_sigma_clip_removes_the_outlier_only():
 
 
 def test_implausible_magnitudes_and_errors_are_dropped_and_counted():
-    t = from_arrays([np.arange(6.0)], [[12, 1e30, 12.1, 12.2, -45.0, 12.3]],
-                    [[0.1, 0.1, 0.1, 50.0, 0.1, 0.1]])
+    t = from_arrays(
+        [np.arange(6.0)], [[12, 1e30, 12.1, 12.2, -45.0, 12.3]], [[0.1, 0.1, 0.1, 50.0, 0.1, 0.1]]
+    )
     out, rep = clean(t, min_obs=1)
     assert rep.points["implausible"] == 3 and rep.objects["implausible"] == 1
     assert S.flat(out, S.MAG)[0].tolist() == pytest.approx([12, 12.1, 12.3])
     assert "implausible: 3 points" in str(rep)
-    kept, rep = clean(t, min_obs=1, plausible=Plausible(mag_min=-50, mag_max=1e31, err_max=100))  # configurable
+    kept, rep = clean(
+        t, min_obs=1, plausible=Plausible(mag_min=-50, mag_max=1e31, err_max=100)
+    )  # configurable
     assert rep.points["implausible"] == 0 and S.lengths(kept)[0] == 6
 
 
 def test_clean_real_asas(shared_data):
     from starcurve import read
 
-    out, rep = clean(read(shared_data / "asas_acvs.parquet"), min_obs=10)
+    _out, rep = clean(read(shared_data / "asas_acvs.parquet"), min_obs=10)
     assert rep.objects_in == 13909 and rep.points["duplicate_time"] == 0  # README: no shared times
     assert len(rep.removed) == 5  # README: 5 light curves have fewer than 10 points

@@ -94,8 +94,9 @@ def test_padding_does_not_change_the_valid_part(kind):
     mag2 = torch.where(garbage, torch.randn_like(mag) * 10, mag)
     with torch.no_grad():
         full = model.window_vectors(time2, mag2, mask, err, layers="weighted")
-        short = model.window_vectors(time[:, :20], mag[:, :20], mask[:, :20], err[:, :20],
-                                     layers="weighted")
+        short = model.window_vectors(
+            time[:, :20], mag[:, :20], mask[:, :20], err[:, :20], layers="weighted"
+        )
         pred_full = model(time2, mag2, mask, err)[0][:, :20]
         pred_short = model(time[:, :20], mag[:, :20], mask[:, :20], err[:, :20])[0]
     torch.testing.assert_close(full, short, atol=1e-5, rtol=1e-5)
@@ -122,8 +123,10 @@ def test_save_load_round_trip_is_identical(tmp_path):
     loaded = hub.load_model(tmp_path / "m")
     time, mag, err, mask = window_batch(t=32, valid=25)
     with torch.no_grad():
-        assert torch.equal(model.window_vectors(time, mag, mask, err),
-                           loaded.encoder.window_vectors(time, mag, mask, err))
+        assert torch.equal(
+            model.window_vectors(time, mag, mask, err),
+            loaded.encoder.window_vectors(time, mag, mask, err),
+        )
         assert torch.equal(model(time, mag, mask, err)[0], loaded.encoder(time, mag, mask, err)[0])
 
 
@@ -175,22 +178,44 @@ def test_embed_table_is_the_mean_of_window_vectors(toy_table):
 def test_embed_api_cli_and_sklearn_agree(toy_table, tmp_path):
     folder = hub.save_model(build(tiny("a2"), seed=2), tmp_path / "m")
     model = hub.load_model(folder)
-    bad = pa.table({S.ID: ["bad"], S.BAND: ["V"], S.TIME: [[1.0, 2.0]], S.MAG: [[np.nan, np.nan]],
-                    S.ERR: [[0.1, 0.1]]})
+    bad = pa.table(
+        {
+            S.ID: ["bad"],
+            S.BAND: ["V"],
+            S.TIME: [[1.0, 2.0]],
+            S.MAG: [[np.nan, np.nan]],
+            S.ERR: [[0.1, 0.1]],
+        }
+    )
     cols = [S.ID, S.BAND, S.TIME, S.MAG, S.ERR]
     table = pa.concat_tables([toy_table.select(cols), S.validate(bad)])
     out = model.embed(table, layers="weighted")
     assert out.column_names == ["object_id", "band", "embedding"]
     assert out.num_rows == 10 and len(model.last_report.removed) == 1  # the bad one is reported
     write_parquet(table, tmp_path / "in.parquet")
-    res = CliRunner().invoke(hub.embed_cmd, ["--model", str(folder), "--input",
-                             str(tmp_path / "in.parquet"), "--output", str(tmp_path / "e.parquet"),
-                             "--layers", "weighted", "--chunk-rows", "4"])
+    res = CliRunner().invoke(
+        hub.embed_cmd,
+        [
+            "--model",
+            str(folder),
+            "--input",
+            str(tmp_path / "in.parquet"),
+            "--output",
+            str(tmp_path / "e.parquet"),
+            "--layers",
+            "weighted",
+            "--chunk-rows",
+            "4",
+        ],
+    )
     assert res.exit_code == 0, res.output
     cli = pq.read_table(tmp_path / "e.parquet")
     assert cli.column("object_id").to_pylist() == out.column("object_id").to_pylist()
-    np.testing.assert_allclose(np.array(cli.column("embedding").to_pylist()),
-                               np.array(out.column("embedding").to_pylist()), atol=1e-5)
+    np.testing.assert_allclose(
+        np.array(cli.column("embedding").to_pylist()),
+        np.array(out.column("embedding").to_pylist()),
+        atol=1e-5,
+    )
     assert not (tmp_path / "e.parquet.parts").exists()
     emb = Embedder(model, layers="weighted").fit().transform(table)
     assert emb.shape == (11, 16) and np.isnan(emb[10]).all()
@@ -205,8 +230,19 @@ def test_embed_cli_resumes_from_part_files(toy_table, tmp_path, monkeypatch, cap
 
     folder = hub.save_model(build(tiny("a1")), tmp_path / "m")
     write_parquet(toy_table, tmp_path / "in.parquet")
-    args = ["embed", "--model", folder, "--input", tmp_path / "in.parquet", "--output",
-            tmp_path / "e.parquet", "--chunk-rows", "4", "--workers", "0"]
+    args = [
+        "embed",
+        "--model",
+        folder,
+        "--input",
+        tmp_path / "in.parquet",
+        "--output",
+        tmp_path / "e.parquet",
+        "--chunk-rows",
+        "4",
+        "--workers",
+        "0",
+    ]
     assert run_cli(args, capsys)[0] == 0
     first = pq.read_table(tmp_path / "e.parquet")
     # an interrupted run leaves part files: a finished part is reused, not recomputed
@@ -224,7 +260,9 @@ def test_embed_cli_resumes_from_part_files(toy_table, tmp_path, monkeypatch, cap
     monkeypatch.setattr(hub, "embed_partition", interrupted)
     assert run_cli(args, capsys)[0] == 130
     assert sorted(p.name for p in (tmp_path / "e.parquet.parts").glob("part-*")) == [
-        "part-00000.json", "part-00000.parquet"]
+        "part-00000.json",
+        "part-00000.parquet",
+    ]
     calls.clear()
     interrupt = False
     code, out, err = run_cli(args, capsys)
@@ -265,8 +303,15 @@ def test_classifier_heads_frozen_and_whole_network(tmp_path):
     mlp = heads.mlp(16, 2)
     assert [m.out_features for m in mlp if isinstance(m, torch.nn.Linear)] == [1024, 512, 256, 2]
     before = enc.inp.weight.clone()
-    clf = fit_classifier(enc, table.slice(0, 30), labels[:30], out_dir=tmp_path / "c",
-                         head_steps=60, full_steps=10, eval_every=10)
+    clf = fit_classifier(
+        enc,
+        table.slice(0, 30),
+        labels[:30],
+        out_dir=tmp_path / "c",
+        head_steps=60,
+        full_steps=10,
+        eval_every=10,
+    )
     assert not torch.equal(before, clf.encoder.inp.weight)  # the whole network was trained
     pred, proba = clf.predict(table.slice(30))
     assert proba.shape == (10, 2) and np.allclose(proba.sum(1), 1)

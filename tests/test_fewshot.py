@@ -27,7 +27,9 @@ def toy(n_per_class=60, small=10, seed=0, split=False) -> pa.Table:
         t = np.sort(rng.uniform(0, 200, n))
         amp = AMPLITUDES.get(c, 0.5) * rng.uniform(0.9, 1.1)
         times.append(t)
-        mags.append(12 + amp * np.sin(2 * np.pi * t / rng.uniform(0.3, 30)) + rng.normal(0, 0.03, n))
+        mags.append(
+            12 + amp * np.sin(2 * np.pi * t / rng.uniform(0.3, 30)) + rng.normal(0, 0.03, n)
+        )
         errs.append(np.full(n, 0.03))
         labels.append(c)
     ids = [f"obj{i:04d}" for i in rng.permutation(len(plan))]
@@ -178,9 +180,16 @@ def test_report_command_takes_each_folder_with_input(tmp_path):
     from starcurve.cli import cli
 
     for name, f1 in (("a", 0.5), ("b", 0.7)):
-        r = {"protocol": "FS-1", "method": name, "dataset": "toy", "band": "V", "classes": ["A", "B"],
-             "seconds_per_lc": 0.01, "machine": "test",
-             "results": {"5": {"f1_mean": f1, "f1_std": 0.1, "f1_folds": [f1 - 0.1, f1 + 0.1]}}}
+        r = {
+            "protocol": "FS-1",
+            "method": name,
+            "dataset": "toy",
+            "band": "V",
+            "classes": ["A", "B"],
+            "seconds_per_lc": 0.01,
+            "machine": "test",
+            "results": {"5": {"f1_mean": f1, "f1_std": 0.1, "f1_folds": [f1 - 0.1, f1 + 0.1]}},
+        }
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_text(json.dumps(r))
     res = CliRunner().invoke(cli, ["report", "--input", str(tmp_path / "a"), "--input",

@@ -11,7 +11,9 @@ from starcurve.data.io import from_arrays
 from starcurve.errors import StarcurveError
 from starcurve.models import forest
 
-needs_lc = pytest.mark.skipif(not forest.light_curve_available(), reason="light-curve not installed")
+needs_lc = pytest.mark.skipif(
+    not forest.light_curve_available(), reason="light-curve not installed"
+)
 
 
 def sines(periods, n=200, span=300.0, seed=0, noise=0.02):
@@ -77,7 +79,9 @@ def test_short_light_curves_give_nan_not_errors(backend):
                 max_size=5))  # fmt: skip
 def test_numpy_features_never_raise_on_odd_light_curves(mag_lists):
     times = [np.arange(len(m), dtype=float) * 0.3 for m in mag_lists]
-    table, _ = clean(from_arrays(times, mag_lists, [np.full(len(m), 0.1) for m in mag_lists]), min_obs=1)
+    table, _ = clean(
+        from_arrays(times, mag_lists, [np.full(len(m), 0.1) for m in mag_lists]), min_obs=1
+    )
     X, names = forest.numpy_features(table, n_freq=2**10)
     assert X.shape == (len(mag_lists), len(names))
     # a constant light curve has no spread: scale-free statistics are NaN, never an exception

@@ -19,20 +19,49 @@ from starcurve.data import schema as S
 from starcurve.models.encoder import EncoderConfig, build
 from starcurve.models.hub import Model
 
-ODD = [np.nan, np.inf, -np.inf, 1e30, -1e30, 1e300, 3.3e38, 1e39, -99.0, 29.999, 0.0, -1.0, 1e-30,
-       12.0, 15.5, 0.05, 0.02]
+ODD = [
+    np.nan,
+    np.inf,
+    -np.inf,
+    1e30,
+    -1e30,
+    1e300,
+    3.3e38,
+    1e39,
+    -99.0,
+    29.999,
+    0.0,
+    -1.0,
+    1e-30,
+    12.0,
+    15.5,
+    0.05,
+    0.02,
+]
 value = st.one_of(st.sampled_from(ODD), st.floats(allow_nan=True, allow_infinity=True))
 cell = st.one_of(value.map(repr), st.sampled_from(["oops", "", "1,5", "12.0.1", "--"]))
 points = st.lists(st.tuples(value, value, value), max_size=40)
-light_curve = st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(["B", "R"]), st.booleans(),
-                        points)  # (id, band, regular times?, points)
+light_curve = st.tuples(
+    st.sampled_from(["a", "b", "c"]), st.sampled_from(["B", "R"]), st.booleans(), points
+)  # (id, band, regular times?, points)
 
 
 @functools.cache
 def model() -> Model:
-    cfg = EncoderConfig(name="fuzz", window=16, d_model=8, n_layers=1, n_heads=2, d_ff=8, norm="pre",
-                        residual="add", time_encoding="logspaced", mask_token="vector",
-                        use_err=True, scale=True)
+    cfg = EncoderConfig(
+        name="fuzz",
+        window=16,
+        d_model=8,
+        n_layers=1,
+        n_heads=2,
+        d_ff=8,
+        norm="pre",
+        residual="add",
+        time_encoding="logspaced",
+        mask_token="vector",
+        use_err=True,
+        scale=True,
+    )
     return Model(build(cfg, seed=0))
 
 
@@ -78,8 +107,13 @@ def test_tables(lcs, form):
 
 
 @settings(max_examples=120, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(["B", "R"]), cell, cell, cell),
-                max_size=30), st.booleans())
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(["B", "R"]), cell, cell, cell),
+        max_size=30,
+    ),
+    st.booleans(),
+)
 def test_csv_files(lines, with_id):
     header = [S.ID, S.BAND, S.TIME, S.MAG, "err"] if with_id else [S.BAND, "mjd", "m", "e"]
     body = [row if with_id else row[1:] for row in lines]

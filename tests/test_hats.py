@@ -29,12 +29,16 @@ def catalogue(tmp_path_factory):
     table = pq.read_table(shared)  # 49 (object, band) rows of 25 MACHO stars
     rng = np.random.default_rng(0)  # the files have no coordinates: spread the rows on the sky
     table = table.append_column("ra", pa.array(rng.uniform(0, 360, table.num_rows)))
-    table = table.append_column("dec", pa.array(np.degrees(np.arcsin(rng.uniform(-1, 1, table.num_rows)))))
+    table = table.append_column(
+        "dec", pa.array(np.degrees(np.arcsin(rng.uniform(-1, 1, table.num_rows))))
+    )
     pq.write_table(table, tmp / "in.parquet")
     args = ImportArguments(output_path=tmp, output_artifact_name="macho", input_file_list=[tmp / "in.parquet"],
                            file_reader="parquet", pixel_threshold=15, highest_healpix_order=3,
                            progress_bar=False, resume=False)  # fmt: skip
-    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+    with Client(
+        processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None
+    ) as client:
         pipeline_with_client(args, client)
     cfg = get_config("sc1")
     cfg.d_model, cfg.n_layers, cfg.d_ff, cfg.window = 16, 1, 32, 50
@@ -51,7 +55,10 @@ def test_embed_reads_a_hats_catalogue(catalogue, tmp_path, capsys):
     common = ["embed", "--model", model, "--workers", "0"]
     assert run_cli([*common, "--input", cat, "--output", tmp_path / "h.parquet"], capsys)[0] == 0
     assert run_cli([*common, "--input", flat, "--output", tmp_path / "f.parquet"], capsys)[0] == 0
-    a, b = by_key(pq.read_table(tmp_path / "h.parquet")), by_key(pq.read_table(tmp_path / "f.parquet"))
+    a, b = (
+        by_key(pq.read_table(tmp_path / "h.parquet")),
+        by_key(pq.read_table(tmp_path / "f.parquet")),
+    )
     assert a.keys() == b.keys() and len(a) > 30
     assert max(np.abs(a[k] - b[k]).max() for k in a) < 1e-5
 

@@ -39,13 +39,22 @@ def test_long_form_with_column_mapping(tmp_path):
 
 
 def test_strings_in_numeric_long_column_become_nan_not_crash():
-    df = pd.DataFrame({"object_id": ["a"] * 3, "time": [1, 2, 3], "mag": ["10", "oops", "11"], "mag_err": [0.1] * 3})
+    df = pd.DataFrame(
+        {
+            "object_id": ["a"] * 3,
+            "time": [1, 2, 3],
+            "mag": ["10", "oops", "11"],
+            "mag_err": [0.1] * 3,
+        }
+    )
     t = read(df)
     assert np.isnan(S.flat(t, S.MAG)[0][1])
 
 
 def test_text_folder_with_comments_header_and_a_bad_file(tmp_path, caplog):
-    (tmp_path / "star1.dat").write_text("# OGLE dump\n1.0 15.0 0.01\n2.0 15.1 0.01\n3.0 15.2 0.02\n")
+    (tmp_path / "star1.dat").write_text(
+        "# OGLE dump\n1.0 15.0 0.01\n2.0 15.1 0.01\n3.0 15.2 0.02\n"
+    )
     (tmp_path / "star2.csv").write_text("time,mag,err\n1.5,12.0,0.1\n2.5,12.1,0.1\n")
     (tmp_path / "broken.dat").write_text("only two\n1 2\n")
     (tmp_path / "empty.dat").write_text("")
@@ -58,12 +67,16 @@ def test_text_folder_with_comments_header_and_a_bad_file(tmp_path, caplog):
 def test_arrays_dataframe_and_tuple():
     t = read((np.arange(5.0), np.ones(5), np.full(5, 0.1)))
     assert t.num_rows == 1 and S.lengths(t).tolist() == [5]
-    nested = pd.DataFrame({"object_id": ["x"], "time": [[1.0, 2.0]], "mag": [[1.0, 2.0]], "mag_err": [[0.1, 0.1]]})
+    nested = pd.DataFrame(
+        {"object_id": ["x"], "time": [[1.0, 2.0]], "mag": [[1.0, 2.0]], "mag_err": [[0.1, 0.1]]}
+    )
     assert read(nested).num_rows == 1
 
 
 def test_flux_conversion_zero_point():
-    t = read({"object_id": ["a", "a"], "time": [1.0, 2.0], "mag": [1.0, -5.0], "mag_err": [0.1, 0.1]})
+    t = read(
+        {"object_id": ["a", "a"], "time": [1.0, 2.0], "mag": [1.0, -5.0], "mag_err": [0.1, 0.1]}
+    )
     m = S.flat(flux_to_mag(t, 23.9), S.MAG)[0]
     assert m[0] == pytest.approx(23.9) and np.isnan(m[1])
     e = S.flat(read(t, flux=True, zero_point=31.4), S.ERR)[0]
@@ -76,8 +89,36 @@ def test_flux_conversion_zero_point():
         (lambda p: p.write_bytes(b""), "empty"),
         (lambda p: p.write_bytes(b"PAR1 not really parquet"), "not a readable Parquet"),
         (lambda p: pq.write_table(pa.table({"x": [1]}), p), "missing column"),
-        (lambda p: pq.write_table(pa.table({"object_id": ["a"], "band": ["V"], "time": [["a"]], "mag": [[1.0]], "mag_err": [[1.0]]}), p), "not numeric"),
-        (lambda p: pq.write_table(pa.table({"object_id": ["a"], "band": ["V"], "time": [[1.0, 2.0]], "mag": [[1.0]], "mag_err": [[1.0]]}), p), "differ in length"),
+        (
+            lambda p: pq.write_table(
+                pa.table(
+                    {
+                        "object_id": ["a"],
+                        "band": ["V"],
+                        "time": [["a"]],
+                        "mag": [[1.0]],
+                        "mag_err": [[1.0]],
+                    }
+                ),
+                p,
+            ),
+            "not numeric",
+        ),
+        (
+            lambda p: pq.write_table(
+                pa.table(
+                    {
+                        "object_id": ["a"],
+                        "band": ["V"],
+                        "time": [[1.0, 2.0]],
+                        "mag": [[1.0]],
+                        "mag_err": [[1.0]],
+                    }
+                ),
+                p,
+            ),
+            "differ in length",
+        ),
     ],
 )
 def test_bad_files_give_one_line_errors(tmp_path, make, message, capsys):
@@ -89,7 +130,9 @@ def test_bad_files_give_one_line_errors(tmp_path, make, message, capsys):
         main(["inspect", "--input", str(p)])
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("error:") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert (
+        err.startswith("error:") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    )
 
 
 def test_truncated_parquet(tmp_path, toy_table):

@@ -27,17 +27,34 @@ def sine(n=150, period=PERIOD, seed=0, t0=2452000.0):
 def table():
     """Three objects; obj1 has two bands (B: every second point)."""
     (t0, m0, e0), (t1, m1, e1) = sine(seed=0), sine(seed=1)
-    a = from_arrays([t0, t1, t0[:40]], [m0, m1, m0[:40]], [e0, e1, e0[:40]],
-                    ids=["obj0", "obj1", "obj2"], band="V", labels=["RRab", "RRab", "EB"])
+    a = from_arrays(
+        [t0, t1, t0[:40]],
+        [m0, m1, m0[:40]],
+        [e0, e1, e0[:40]],
+        ids=["obj0", "obj1", "obj2"],
+        band="V",
+        labels=["RRab", "RRab", "EB"],
+    )
     b = from_arrays([t1[::2]], [m1[::2] + 0.3], [e1[::2]], ids=["obj1"], band="B", labels=["RRab"])
     return pa.concat_tables([a, b])
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    cfg = EncoderConfig(name="tiny", window=32, d_model=16, n_layers=1, n_heads=2, d_ff=16,
-                        norm="pre", residual="add", time_encoding="logspaced", mask_token="vector",
-                        use_err=True, scale=True)
+    cfg = EncoderConfig(
+        name="tiny",
+        window=32,
+        d_model=16,
+        n_layers=1,
+        n_heads=2,
+        d_ff=16,
+        norm="pre",
+        residual="add",
+        time_encoding="logspaced",
+        mask_token="vector",
+        use_err=True,
+        scale=True,
+    )
     return hub.save_model(build(cfg, seed=0), tmp_path_factory.mktemp("m") / "tiny")
 
 
@@ -77,8 +94,10 @@ def test_from_astropy_timeseries_in_flux_and_in_magnitudes():
 
     t, m, e = sine()
     flux = 10 ** (-0.4 * (m - 23.9)) * u.uJy  # AB magnitudes m
-    ts = TimeSeries(time=Time(t, format="jd"), data={"flux": flux.to(u.mJy),
-                                                     "flux_err": (flux * e / 1.0857).to(u.mJy)})
+    ts = TimeSeries(
+        time=Time(t, format="jd"),
+        data={"flux": flux.to(u.mJy), "flux_err": (flux * e / 1.0857).to(u.mJy)},
+    )
     lc = light_curve(ts)
     assert np.allclose(lc.arrays()[0], t) and np.allclose(lc.arrays()[1], m, atol=1e-4)
     assert np.allclose(lc.arrays()[2], e, atol=1e-4)
@@ -93,8 +112,15 @@ def test_from_lightkurve():
     lk = pytest.importorskip("lightkurve")
     t, m, e = sine()
     flux = 10 ** (-0.4 * (m - 12))  # relative flux, no unit: an instrumental magnitude
-    lc = light_curve(lk.LightCurve(time=t - 2454833, flux=flux, flux_err=flux * e / 1.0857,
-                                   meta={"OBJECT": "KIC 1", "MISSION": "Kepler"}), zero_point=12)
+    lc = light_curve(
+        lk.LightCurve(
+            time=t - 2454833,
+            flux=flux,
+            flux_err=flux * e / 1.0857,
+            meta={"OBJECT": "KIC 1", "MISSION": "Kepler"},
+        ),
+        zero_point=12,
+    )
     assert lc.object_id == "KIC 1" and lc.bands == ["Kepler"]
     assert np.allclose(lc.arrays()[1], m, atol=1e-4)
 
@@ -170,7 +196,11 @@ def test_plots_have_the_documented_axes(table, tiny_model, tmp_path):
     assert "[mag]" in ax.get_ylabel() and len(ax.containers) == 2  # error bars, one per band
     _saved(ax, tmp_path / "lc.png")
     ax = lc.periodogram().plot()
-    assert ax.get_xscale() == "log" and ax.get_xlabel() == "period [d]" and "P = 0.61" in ax.get_title()
+    assert (
+        ax.get_xscale() == "log"
+        and ax.get_xlabel() == "period [d]"
+        and "P = 0.61" in ax.get_title()
+    )
     _saved(ax, tmp_path / "pg.png")
     ax = lc.fold().plot()
     assert ax.yaxis_inverted() and ax.get_xlim() == (0.0, 2.0)
@@ -190,12 +220,36 @@ def test_plots_have_the_documented_axes(table, tiny_model, tmp_path):
 
 def test_plot_command(table, tiny_model, tmp_path, capsys):
     write_parquet(table, tmp_path / "lcs.parquet")
-    code, out, _ = run(["plot", "--input", tmp_path / "lcs.parquet", "--object", "obj1",
-                        "--output", tmp_path / "fig.png", "--model", tiny_model], capsys)
+    code, out, _ = run(
+        [
+            "plot",
+            "--input",
+            tmp_path / "lcs.parquet",
+            "--object",
+            "obj1",
+            "--output",
+            tmp_path / "fig.png",
+            "--model",
+            tiny_model,
+        ],
+        capsys,
+    )
     assert code == 0 and "masked-prediction RMSE" in out
     assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
-    code, out, _ = run(["plot", "--input", tmp_path / "lcs.parquet", "--object", "obj0",
-                        "--period", "1.22", "--output", tmp_path / "fig2.png"], capsys)
+    code, out, _ = run(
+        [
+            "plot",
+            "--input",
+            tmp_path / "lcs.parquet",
+            "--object",
+            "obj0",
+            "--period",
+            "1.22",
+            "--output",
+            tmp_path / "fig2.png",
+        ],
+        capsys,
+    )
     assert code == 0 and (tmp_path / "fig2.png").exists()
     for args, msg in [
         (["--object", "nope"], "not in"),
@@ -203,10 +257,13 @@ def test_plot_command(table, tiny_model, tmp_path, capsys):
         (["--object", "obj0", "--period", "nan"], "--period must be a positive"),
         (["--object", "obj0", "--band", "R"], "no light curve in band 'R'"),
     ]:
-        code, out, err = run(["plot", "--input", tmp_path / "lcs.parquet", "--output",
-                              tmp_path / "bad.png", *args], capsys)
+        code, out, err = run(
+            ["plot", "--input", tmp_path / "lcs.parquet", "--output", tmp_path / "bad.png", *args],
+            capsys,
+        )
         assert code == 2 and err.startswith("error: ") and msg in err and err.count("\n") == 1
     assert not (tmp_path / "bad.png").exists()
-    code, _, err = run(["plot", "--input", tmp_path / "none.parquet", "--output", tmp_path / "x.png"],
-                       capsys)
+    code, _, err = run(
+        ["plot", "--input", tmp_path / "none.parquet", "--output", tmp_path / "x.png"], capsys
+    )
     assert code == 2 and "no such file" in err

@@ -12,18 +12,28 @@ from starcurve.train.loop import TrainConfig, train
 def test_stream_yields_batches_and_respects_exclude_and_ranks(tmp_path, toy_table):
     write_parquet(toy_table.slice(0, 5), tmp_path / "a.parquet")
     write_parquet(toy_table.slice(5), tmp_path / "b.parquet")
-    ds = WindowStream(tmp_path, n=32, batch_size=4, epochs=1, min_obs=5, batch_rows=2, exclude={"obj0"})
+    ds = WindowStream(
+        tmp_path, n=32, batch_size=4, epochs=1, min_obs=5, batch_rows=2, exclude={"obj0"}
+    )
     batches = list(ds)
     assert sum(len(b["row"]) for b in batches) == 9
     assert all(b["time"].shape[1] == 32 and b["mask"].dtype == torch.bool for b in batches)
-    parts = [sum(len(b["row"]) for b in WindowStream(tmp_path, n=32, epochs=1, batch_rows=2, rank=r, world=2)) for r in (0, 1)]
+    parts = [
+        sum(
+            len(b["row"])
+            for b in WindowStream(tmp_path, n=32, epochs=1, batch_rows=2, rank=r, world=2)
+        )
+        for r in (0, 1)
+    ]
     assert sum(parts) == 10 and min(parts) > 0
 
 
 class Tiny(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(32, 16), torch.nn.Dropout(0.2), torch.nn.Linear(16, 32))
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(32, 16), torch.nn.Dropout(0.2), torch.nn.Linear(16, 32)
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -40,7 +50,14 @@ def _run(tmp_path, toy_table, out, steps, resume=False):
     torch.manual_seed(0)
     model = Tiny()
     cfg = TrainConfig(steps=steps, lr=1e-2, warmup=2, ckpt_every=3, log_every=1)
-    summary = train(model, lambda: WindowStream(tmp_path / "d.parquet", n=32, batch_size=4, epochs=1, seed=1), loss_fn, out, cfg, resume=resume)
+    summary = train(
+        model,
+        lambda: WindowStream(tmp_path / "d.parquet", n=32, batch_size=4, epochs=1, seed=1),
+        loss_fn,
+        out,
+        cfg,
+        resume=resume,
+    )
     return model, summary
 
 
@@ -51,7 +68,7 @@ def test_resume_continues_the_same_run_exactly(tmp_path, toy_table):
     assert s["steps"] == s2["steps"] == 7
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
-    rows = list(csv.DictReader(open(tmp_path / "b" / "log.csv")))
+    rows = list(csv.DictReader((tmp_path / "b" / "log.csv").read_text().splitlines()))
     assert [int(r["step"]) for r in rows] == list(range(1, 8)) and "mse" in rows[0]
 
 
@@ -67,7 +84,14 @@ def test_early_stopping_restores_best_weights(tmp_path, toy_table):
         return s
 
     cfg = TrainConfig(steps=50, lr=1e-2, warmup=1, eval_every=2, patience=2)
-    summary = train(model, lambda: WindowStream(tmp_path / "d.parquet", n=32, batch_size=4, epochs=1), loss_fn, tmp_path / "o", cfg, eval_fn=eval_fn)
+    summary = train(
+        model,
+        lambda: WindowStream(tmp_path / "d.parquet", n=32, batch_size=4, epochs=1),
+        loss_fn,
+        tmp_path / "o",
+        cfg,
+        eval_fn=eval_fn,
+    )
     assert summary["early_stopped"] and summary["steps"] == 8 and summary["best_val_score"] == 0.9
     for k, v in model.state_dict().items():
         assert torch.equal(v, snap[0.9][k])

@@ -39,14 +39,24 @@ def mse(net, batch):
 
 def linear_data(seed=0, n=4):
     g = torch.Generator().manual_seed(seed)
-    return [{"x": torch.randn(8, 4, generator=g), "y": torch.randn(8, 1, generator=g)} for _ in range(n)]
+    return [
+        {"x": torch.randn(8, 4, generator=g), "y": torch.randn(8, 1, generator=g)} for _ in range(n)
+    ]
 
 
 def test_to_device_moves_nested_tensors_and_keeps_the_rest():
-    batch = {"a": torch.ones(2), "b": [torch.zeros(1), (torch.ones(1), "s")], "n": 3, "c": {"d": torch.ones(1)}}
+    batch = {
+        "a": torch.ones(2),
+        "b": [torch.zeros(1), (torch.ones(1), "s")],
+        "n": 3,
+        "c": {"d": torch.ones(1)},
+    }
     out = to_device(batch, "cpu")
     assert out["n"] == 3 and out["b"][1][1] == "s" and isinstance(out["b"][1], tuple)
-    assert all(t.device == torch.device("cpu") for t in _tensors(out)) and len(list(_tensors(out))) == 4
+    assert (
+        all(t.device == torch.device("cpu") for t in _tensors(out))
+        and len(list(_tensors(out))) == 4
+    )
     assert model_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
     assert model_device(torch.nn.ReLU()) == torch.device("cpu")  # no parameters at all
     assert pick_device("cpu") == pick_device(torch.device("cpu")) == torch.device("cpu")
@@ -70,8 +80,17 @@ def test_train_on_an_explicit_device(tmp_path, device):
         return float(((net(b["x"]) - b["y"]) ** 2).mean().cpu())
 
     cfg = TrainConfig(steps=6, lr=1e-2, warmup=1, eval_every=2, log_every=1, ckpt_every=100)
-    summary = train(model, lambda: data, loss_fn, tmp_path, cfg, eval_fn=eval_fn, eval_name="val_mse",
-                    lower_is_better=True, device=device)
+    summary = train(
+        model,
+        lambda: data,
+        loss_fn,
+        tmp_path,
+        cfg,
+        eval_fn=eval_fn,
+        eval_name="val_mse",
+        lower_is_better=True,
+        device=device,
+    )
     want = pick_device(device)
     assert summary["steps"] == 6 and summary["best_val_mse"] is not None
     assert model_device(model) == want and all(s == {want} for s in seen)
@@ -105,7 +124,9 @@ class EvalInputs:
         if mod.training:  # a training step: the loop moved the batch
             return
         for t in _tensors((args, kwargs)):
-            assert any(t is m for m in self.moved), "an evaluation fed the model a tensor it did not move"
+            assert any(t is m for m in self.moved), (
+                "an evaluation fed the model a tensor it did not move"
+            )
             assert t.device == model_device(mod)
         self.checked += 1
 
@@ -115,9 +136,17 @@ def two_class_table(n=40, seed=0):
     lens = rng.integers(30, 80, n)
     labels = np.where(np.arange(n) % 2 == 0, "quiet", "loud")
     times = [np.cumsum(rng.exponential(1.0, k)) for k in lens]
-    mags = [14 + (0.01 if c == "quiet" else 0.5) * rng.standard_normal(k) for c, k in zip(labels, lens)]
-    table = from_arrays(times, mags, [np.full(k, 0.01) for k in lens], ids=[f"s{i}" for i in range(n)],
-                        band="V", labels=labels.tolist())
+    mags = [
+        14 + (0.01 if c == "quiet" else 0.5) * rng.standard_normal(k) for c, k in zip(labels, lens)
+    ]
+    table = from_arrays(
+        times,
+        mags,
+        [np.full(k, 0.01) for k in lens],
+        ids=[f"s{i}" for i in range(n)],
+        band="V",
+        labels=labels.tolist(),
+    )
     return table, labels
 
 
@@ -127,22 +156,34 @@ RNN = {"hidden": 8, "layers": 1, "dense": 8, "dropout": 0.0, "train_max_obs": 60
 def test_supervised_validation_moves_its_batches_to_the_model_device(tmp_path, monkeypatch):
     spy = EvalInputs(monkeypatch, sup)
     table, labels = two_class_table()
-    cfg = sup.FitConfig(steps=4, batch_size=16, eval_every=2, patience=0, val_frac=0.25, ckpt_every=100)
+    cfg = sup.FitConfig(
+        steps=4, batch_size=16, eval_every=2, patience=0, val_frac=0.25, ckpt_every=100
+    )
     _, info = sup.fit("rnn", table, labels, tmp_path, cfg, model_options=RNN)
     assert spy.checked >= 2 and info["train"]["best_val_loss"] is not None
 
 
 def tiny_encoder():
     d = get_config("sc1").to_dict()
-    d.update({"window": 32, "d_model": 16, "n_layers": 2, "n_heads": 2, "d_ff": 16}, name="tiny-sc1")
+    d.update(
+        {"window": 32, "d_model": 16, "n_layers": 2, "n_heads": 2, "d_ff": 16}, name="tiny-sc1"
+    )
     return build(EncoderConfig.from_dict(d), seed=0)
 
 
 def test_head_validation_moves_its_batches_to_the_model_device(tmp_path, monkeypatch):
     spy = EvalInputs(monkeypatch, heads)
     table, labels = two_class_table()
-    heads.fit_classifier(tiny_encoder(), table, labels, out_dir=tmp_path, head_steps=4, full_steps=2,
-                         eval_every=2, patience=0)
+    heads.fit_classifier(
+        tiny_encoder(),
+        table,
+        labels,
+        out_dir=tmp_path,
+        head_steps=4,
+        full_steps=2,
+        eval_every=2,
+        patience=0,
+    )
     assert spy.checked >= 3  # stage 1 (cached features) and stage 2 (whole network)
 
 
@@ -162,11 +203,21 @@ def test_pretraining_validation_moves_its_windows_to_the_model_device(tmp_path, 
 @cuda
 def test_validation_closures_run_on_the_gpu(tmp_path):
     table, labels = two_class_table()
-    cfg = sup.FitConfig(steps=4, batch_size=16, eval_every=2, patience=0, val_frac=0.25, ckpt_every=100)
+    cfg = sup.FitConfig(
+        steps=4, batch_size=16, eval_every=2, patience=0, val_frac=0.25, ckpt_every=100
+    )
     model, info = sup.fit("rnn", table, labels, tmp_path / "rnn", cfg, model_options=RNN)
     assert model_device(model).type == "cuda" and info["train"]["best_val_loss"] is not None
-    clf = heads.fit_classifier(tiny_encoder(), table, labels, out_dir=tmp_path / "head", head_steps=4,
-                               full_steps=2, eval_every=2, patience=0)
+    clf = heads.fit_classifier(
+        tiny_encoder(),
+        table,
+        labels,
+        out_dir=tmp_path / "head",
+        head_steps=4,
+        full_steps=2,
+        eval_every=2,
+        patience=0,
+    )
     assert model_device(clf).type == "cuda"
     val = pretrain.Validation(write_parquet(table, tmp_path / "v.parquet"), 32)
     assert np.isfinite(val(build(EncoderConfig(**PRETRAIN)).cuda()))
@@ -174,8 +225,13 @@ def test_validation_closures_run_on_the_gpu(tmp_path):
 
 # --- DDP -------------------------------------------------------------------------------------------
 def _ddp_worker(rank: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE="2",
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)
     try:
         torch.manual_seed(0)
@@ -185,10 +241,19 @@ def _ddp_worker(rank: int, port: int, out: str) -> None:
         def eval_fn(net):
             return next(scores)
 
-        cfg = TrainConfig(steps=40, lr=1e-2, warmup=1, eval_every=2, patience=2, log_every=1,
-                          ckpt_every=1000)
-        s = train(model, lambda: data, mse, os.path.join(out, "run"), cfg, eval_fn=eval_fn,
-                  device="cpu", desc=f"rank {rank}")
+        cfg = TrainConfig(
+            steps=40, lr=1e-2, warmup=1, eval_every=2, patience=2, log_every=1, ckpt_every=1000
+        )
+        s = train(
+            model,
+            lambda: data,
+            mse,
+            os.path.join(out, "run"),
+            cfg,
+            eval_fn=eval_fn,
+            device="cpu",
+            desc=f"rank {rank}",
+        )
         with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
             json.dump({"steps": s["steps"], "early_stopped": s["early_stopped"]}, f)
     finally:
@@ -218,4 +283,6 @@ def test_ddp_every_rank_stops_early_at_the_step_rank0_decided(tmp_path):
     assert not hung, "a rank kept training after rank 0 stopped"
     assert [p.exitcode for p in procs] == [0, 0]
     got = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert got == [{"steps": 8, "early_stopped": True}] * 2  # evals at 2, 4, 6, 8: worse twice after 4
+    assert (
+        got == [{"steps": 8, "early_stopped": True}] * 2
+    )  # evals at 2, 4, 6, 8: worse twice after 4

@@ -30,9 +30,20 @@ from starcurve.models.forest import FeatureForest
 from starcurve.train import supervised as sup
 from starcurve.train.heads import fit_classifier
 
-TINY = EncoderConfig(name="tiny", window=32, d_model=16, n_layers=1, n_heads=2, d_ff=16, norm="pre",
-                     residual="add", time_encoding="logspaced", mask_token="vector", use_err=True,
-                     scale=True)
+TINY = EncoderConfig(
+    name="tiny",
+    window=32,
+    d_model=16,
+    n_layers=1,
+    n_heads=2,
+    d_ff=16,
+    norm="pre",
+    residual="add",
+    time_encoding="logspaced",
+    mask_token="vector",
+    use_err=True,
+    scale=True,
+)
 CLASSES = ["Mira", "RRab"]
 
 
@@ -56,19 +67,40 @@ def folders(tmp_path_factory, sim):
     for kind in ("rnn", "cnn"):
         torch.manual_seed(0)
         net = NetworkClassifier(kind)
-        net.net_ = sup.build(kind, classes=CLASSES, **({"hidden": 8, "dense": 8} if kind == "rnn" else
-                                                      {"filters1": 4, "filters2": 4, "dense": 8}))
+        net.net_ = sup.build(
+            kind,
+            classes=CLASSES,
+            **(
+                {"hidden": 8, "dense": 8}
+                if kind == "rnn"
+                else {"filters1": 4, "filters2": 4, "dense": 8}
+            ),
+        )
         net.save(root / kind)
-    return {"encoder": enc, "taxonomy": root / "taxonomy", "pooled": root / "pooled",
-            "rnn": root / "rnn", "cnn": root / "cnn"}
+    return {
+        "encoder": enc,
+        "taxonomy": root / "taxonomy",
+        "pooled": root / "pooled",
+        "rnn": root / "rnn",
+        "cnn": root / "cnn",
+    }
 
 
 def test_load_opens_every_folder_kind(folders, sim):
-    expect = {"encoder": hub.Model, "taxonomy": TaxonomyClassifier, "pooled": EncoderClassifier,
-              "rnn": NetworkClassifier, "cnn": NetworkClassifier}
+    expect = {
+        "encoder": hub.Model,
+        "taxonomy": TaxonomyClassifier,
+        "pooled": EncoderClassifier,
+        "rnn": NetworkClassifier,
+        "cnn": NetworkClassifier,
+    }
     for name, cls in expect.items():
         doc = json.loads((folders[name] / "config.json").read_text())
-        assert doc["format_version"] == FORMAT_VERSION and doc["model_type"] in ("encoder", "classifier", name)
+        assert doc["format_version"] == FORMAT_VERSION and doc["model_type"] in (
+            "encoder",
+            "classifier",
+            name,
+        )
         model = load(folders[name])
         assert isinstance(model, cls), name
         if name == "encoder":
@@ -83,8 +115,10 @@ def test_load_opens_every_folder_kind(folders, sim):
 
 
 def test_unknown_type_or_version_gives_one_clear_line(folders, tmp_path, capsys):
-    for key, value, message in (("model_type", "gru9", "unknown model_type 'gru9'"),
-                                ("format_version", 7, "format version 7")):
+    for key, value, message in (
+        ("model_type", "gru9", "unknown model_type 'gru9'"),
+        ("format_version", 7, "format version 7"),
+    ):
         bad = tmp_path / f"bad_{key}"
         bad.mkdir()
         doc = json.loads((folders["rnn"] / "config.json").read_text())
@@ -92,8 +126,18 @@ def test_unknown_type_or_version_gives_one_clear_line(folders, tmp_path, capsys)
         with pytest.raises(StarcurveError, match=message):
             load(bad)
         write_parquet(simulate("asas", 3, ["RRab"], seed=1), tmp_path / "in.parquet")
-        code, _, err = run_cli(["predict", "--model", bad, "--input", tmp_path / "in.parquet",
-                                "--output", tmp_path / "out.parquet"], capsys)
+        code, _, err = run_cli(
+            [
+                "predict",
+                "--model",
+                bad,
+                "--input",
+                tmp_path / "in.parquet",
+                "--output",
+                tmp_path / "out.parquet",
+            ],
+            capsys,
+        )
         assert code == 2 and len(err.strip().splitlines()) == 1 and message in err
     with pytest.raises(StarcurveError, match="no encoder"):
         hub.load_model(folders["rnn"])
@@ -104,8 +148,14 @@ def test_predict_gives_one_schema_for_every_classifier(folders, sim, tmp_path, c
     write_parquet(data, tmp_path / "in.parquet")
     columns = {}
     for name in ("rnn", "cnn", "pooled", "taxonomy", None):
-        args = ["predict", "--input", tmp_path / "in.parquet", "--output", tmp_path / f"{name}.parquet"]
-        code, out, err = run_cli(args + (["--model", folders[name]] if name else []), capsys)
+        args = [
+            "predict",
+            "--input",
+            tmp_path / "in.parquet",
+            "--output",
+            tmp_path / f"{name}.parquet",
+        ]
+        code, _out, err = run_cli(args + (["--model", folders[name]] if name else []), capsys)
         assert code == 0, err
         table = pq.read_table(tmp_path / f"{name}.parquet")
         assert table.num_rows == 6
@@ -119,16 +169,25 @@ def test_predict_gives_one_schema_for_every_classifier(folders, sim, tmp_path, c
         assert columns[name] == base + ["skip_reason"]
     for name in ("taxonomy", None):  # models with an out-of-distribution score also give it
         assert columns[name] == base + ["ood_score", "is_ood", "skip_reason"]
-    code, _, err = run_cli(["classify", "--input", tmp_path / "in.parquet", "--output",
-                            tmp_path / "classify.parquet"], capsys)
+    code, _, err = run_cli(
+        ["classify", "--input", tmp_path / "in.parquet", "--output", tmp_path / "classify.parquet"],
+        capsys,
+    )
     assert code == 0, err
-    assert pq.read_table(tmp_path / "classify.parquet").equals(pq.read_table(tmp_path / "None.parquet"))
+    assert pq.read_table(tmp_path / "classify.parquet").equals(
+        pq.read_table(tmp_path / "None.parquet")
+    )
 
 
 def test_clone_works_on_every_estimator(folders):
-    estimators = [Embedder(folders["encoder"], layers="last"), Features("numpy"),
-                  FeatureForest(n_estimators=5), NetworkClassifier("cnn", model_options={"dense": 8}),
-                  EncoderClassifier(folders["encoder"], full_steps=3), TaxonomyClassifier(epochs=5)]
+    estimators = [
+        Embedder(folders["encoder"], layers="last"),
+        Features("numpy"),
+        FeatureForest(n_estimators=5),
+        NetworkClassifier("cnn", model_options={"dense": 8}),
+        EncoderClassifier(folders["encoder"], full_steps=3),
+        TaxonomyClassifier(epochs=5),
+    ]
     for est in estimators:
         twin = clone(est)
         assert type(twin) is type(est) and twin.get_params() == est.get_params()
@@ -145,7 +204,9 @@ def test_a_pipeline_of_embedder_and_probe_reproduces_fs1_embed(folders, tmp_path
     for f in range(2):
         for n in (5, 20):
             rows = np.sort(data.rows(fs.training_ids(data, f, n)))
-            pipe = make_pipeline(Embedder(folders["encoder"], min_obs=fs.FS1_MIN_OBS), fs.PROBES["mlp"](f))
+            pipe = make_pipeline(
+                Embedder(folders["encoder"], min_obs=fs.FS1_MIN_OBS), fs.PROBES["mlp"](f)
+            )
             pipe.fit(data.table.take(pa.array(rows)), data.labels[rows])
             f1 = fs._score(data.labels[data.test], pipe.predict(test), data.classes)["f1"]
             assert f1 == result["results"][str(n)]["f1_folds"][f]

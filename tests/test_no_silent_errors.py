@@ -34,9 +34,20 @@ from starcurve.models.folder import load
 from starcurve.models.predict import prediction_table
 from starcurve.train import supervised as sup
 
-TINY = EncoderConfig(name="tiny", window=32, d_model=16, n_layers=1, n_heads=2, d_ff=16, norm="pre",
-                     residual="add", time_encoding="logspaced", mask_token="vector", use_err=True,
-                     scale=True)
+TINY = EncoderConfig(
+    name="tiny",
+    window=32,
+    d_model=16,
+    n_layers=1,
+    n_heads=2,
+    d_ff=16,
+    norm="pre",
+    residual="add",
+    time_encoding="logspaced",
+    mask_token="vector",
+    use_err=True,
+    scale=True,
+)
 BAD_NAME = os.fsdecode(b"lc\xff.parquet")  # not UTF-8
 
 
@@ -70,7 +81,8 @@ def two_bands(table: pa.Table) -> pa.Table:
     off_b = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=table.num_rows))])
     b = S.with_lists(b, off_b, **{c: S.flat(table, c)[0][keep] for c in S.LIST_COLUMNS})
     r = table.select([S.ID, S.BAND, *S.LIST_COLUMNS]).set_column(
-        1, S.BAND, pa.array(["R"] * table.num_rows))
+        1, S.BAND, pa.array(["R"] * table.num_rows)
+    )
     return pa.concat_tables([b, r])
 
 
@@ -93,7 +105,10 @@ def test_nothing_non_finite_reaches_the_encoder_and_a_nan_embedding_is_a_skip(mo
     model.encoder.window_vectors = spy
     out = model.embed(table)
     assert seen and all(seen)
-    assert out.column(S.ID).to_pylist() == [table.column(S.ID)[0].as_py(), table.column(S.ID)[2].as_py()]
+    assert out.column(S.ID).to_pylist() == [
+        table.column(S.ID)[0].as_py(),
+        table.column(S.ID)[2].as_py(),
+    ]
     assert np.isfinite(np.stack(out.column("embedding").to_pylist())).all()
     key = f"{table.column(S.ID)[1].as_py()}/V"
     assert "not finite" in model.last_report.removed[key]
@@ -113,8 +128,18 @@ def test_classify_never_gives_a_class_for_a_nan_output(models, sim, tmp_path, ca
         return vec
 
     monkeypatch.setattr(hub.Model, "embed_table", nan_first_row)
-    code, out, _ = run(["predict", "--model", models["clf"], "--input", tmp_path / "in.parquet",
-                        "--output", tmp_path / "c.parquet"], capsys)
+    code, out, _ = run(
+        [
+            "predict",
+            "--model",
+            models["clf"],
+            "--input",
+            tmp_path / "in.parquet",
+            "--output",
+            tmp_path / "c.parquet",
+        ],
+        capsys,
+    )
     assert code == 0
     res = pq.read_table(tmp_path / "c.parquet").to_pylist()
     assert len(res) == 6 and res[0]["object_id"] == data.column(S.ID)[0].as_py()
@@ -137,8 +162,14 @@ def test_predict_gives_a_reason_not_a_class_when_the_output_is_nan(models, sim):
 
 def test_a_table_of_several_objects_without_ids_is_an_error_naming_the_mapping():
     rng = np.random.default_rng(0)
-    df = pd.DataFrame({"oid": np.repeat(list("abcde"), 60), "mjd": np.tile(np.arange(60.0), 5),
-                       "mag": rng.normal(12, 0.1, 300), "mag_err": 0.1})
+    df = pd.DataFrame(
+        {
+            "oid": np.repeat(list("abcde"), 60),
+            "mjd": np.tile(np.arange(60.0), 5),
+            "mag": rng.normal(12, 0.1, 300),
+            "mag_err": 0.1,
+        }
+    )
     with pytest.raises(StarcurveError, match=r"object_id.*columns=\{'object_id': NAME\}.*'oid'"):
         read(df, columns={"time": "mjd"})
     by_time = df.sort_values("mjd", kind="stable")  # interleaved: repeated times, never decreasing
@@ -158,10 +189,14 @@ def test_an_object_id_column_in_a_csv_is_honoured(tmp_path, capsys):
     t = read(path)
     assert t.column(S.ID).to_pylist() == ["a", "b"] and S.lengths(t).tolist() == [30, 30]
     _csv(tmp_path / "renamed.csv", rows, header="star,time,mag,mag_err")
-    code, out, _ = run(["inspect", "--input", tmp_path / "renamed.csv", "--columns", "object_id=star",
-                        "--json"], capsys)
+    code, out, _ = run(
+        ["inspect", "--input", tmp_path / "renamed.csv", "--columns", "object_id=star", "--json"],
+        capsys,
+    )
     assert code == 0 and json.loads(out)["objects"] == 2
-    code, _, err = run(["inspect", "--input", tmp_path / "renamed.csv"], capsys)  # no mapping: refused
+    code, _, err = run(
+        ["inspect", "--input", tmp_path / "renamed.csv"], capsys
+    )  # no mapping: refused
     assert code == 2 and "--columns object_id=NAME" in err and "'star'" in err
 
 
@@ -177,8 +212,14 @@ def test_a_bad_cell_drops_its_row_not_the_file(tmp_path):
 
 
 def test_streaming_a_long_parquet_file_never_cuts_an_object_in_two(tmp_path):
-    df = pd.DataFrame({"object_id": np.repeat(["a", "b", "c"], 25), "time": np.tile(np.arange(25.0), 3),
-                       "mag": 12.0, "mag_err": 0.1})
+    df = pd.DataFrame(
+        {
+            "object_id": np.repeat(["a", "b", "c"], 25),
+            "time": np.tile(np.arange(25.0), 3),
+            "mag": 12.0,
+            "mag_err": 0.1,
+        }
+    )
     df.to_parquet(tmp_path / "long.parquet")
     tables = list(iter_tables(tmp_path / "long.parquet", batch_rows=10))
     ids = [i for t in tables for i in t.column(S.ID).to_pylist()]
@@ -211,9 +252,13 @@ def test_classify_gives_one_answer_per_object_combining_bands(models, sim, tmp_p
 
 def test_predict_gives_one_answer_per_object_and_keeps_the_reasons(models, sim, tmp_path, capsys):
     data = two_bands(sim.slice(0, 6))
-    short = from_arrays([[1.0, 2.0]] * 2, [[12.0, 12.1]] * 2, [[0.1, 0.1]] * 2, ids=["tiny", "tiny"])
+    short = from_arrays(
+        [[1.0, 2.0]] * 2, [[12.0, 12.1]] * 2, [[0.1, 0.1]] * 2, ids=["tiny", "tiny"]
+    )
     short = short.set_column(1, S.BAND, pa.array(["B", "R"]))
-    write_parquet(pa.concat_tables([data.select(short.column_names), short]), tmp_path / "in.parquet")
+    write_parquet(
+        pa.concat_tables([data.select(short.column_names), short]), tmp_path / "in.parquet"
+    )
     args = ["predict", "--model", models["rnn"], "--input", tmp_path / "in.parquet", "--output"]
     assert run([*args, tmp_path / "obj.parquet"], capsys)[0] == 0
     assert run([*args, tmp_path / "band.parquet", "--per-band"], capsys)[0] == 0
@@ -229,7 +274,10 @@ def test_predict_gives_one_answer_per_object_and_keeps_the_reasons(models, sim, 
     np.testing.assert_allclose(got, expect, rtol=1e-5)
     last = obj.to_pylist()[-1]
     assert last["object_id"] == "tiny" and last["class"] is None
-    assert last["skip_reason"].startswith("B: too_few_obs (2 < 10)") and "; R: too_few_obs" in last["skip_reason"]
+    assert (
+        last["skip_reason"].startswith("B: too_few_obs (2 < 10)")
+        and "; R: too_few_obs" in last["skip_reason"]
+    )
 
 
 # --------------------------------------------------------------------- 4. bad input, every command
@@ -243,12 +291,48 @@ def _commands(models, inp, out):
         "embed": ["embed", "--model", enc, "--input", inp, "--output", out / "e.parquet"],
         "classify": ["predict", "--model", clf, "--input", inp, "--output", out / "c.parquet"],
         "predict": ["predict", "--model", rnn, "--input", inp, "--output", out / "p.parquet"],
-        "benchmark": ["benchmark", "--data", inp, "--method", "forest", "--output", out / "b",
-                      "--n", "5", "--folds", "1"],
-        "train": ["train", "rnn", "--data", inp, "--output", out / "t", "--steps", "1", "--set",
-                  "hidden=4", "--set", "dense=4"],
-        "pretrain": ["pretrain", "--config", enc / "config.json", "--data", inp, "--output", out / "pt",
-                     "--steps", "1", "--batch-size", "4", "--pool", "8"],
+        "benchmark": [
+            "benchmark",
+            "--data",
+            inp,
+            "--method",
+            "forest",
+            "--output",
+            out / "b",
+            "--n",
+            "5",
+            "--folds",
+            "1",
+        ],
+        "train": [
+            "train",
+            "rnn",
+            "--data",
+            inp,
+            "--output",
+            out / "t",
+            "--steps",
+            "1",
+            "--set",
+            "hidden=4",
+            "--set",
+            "dense=4",
+        ],
+        "pretrain": [
+            "pretrain",
+            "--config",
+            enc / "config.json",
+            "--data",
+            inp,
+            "--output",
+            out / "pt",
+            "--steps",
+            "1",
+            "--batch-size",
+            "4",
+            "--pool",
+            "8",
+        ],
     }
 
 
@@ -261,9 +345,12 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-@pytest.mark.parametrize("command", ["inspect", "embed", "classify", "predict", "benchmark", "train",
-                                     "pretrain"])
-def test_bad_input_gives_one_line_and_exit_2_in_every_command(models, tmp_path, capsys, command, case):
+@pytest.mark.parametrize(
+    "command", ["inspect", "embed", "classify", "predict", "benchmark", "train", "pretrain"]
+)
+def test_bad_input_gives_one_line_and_exit_2_in_every_command(
+    models, tmp_path, capsys, command, case
+):
     make, name, message = BAD_INPUTS[case]
     inp = tmp_path / name
     make(inp)
@@ -273,26 +360,39 @@ def test_bad_input_gives_one_line_and_exit_2_in_every_command(models, tmp_path, 
     assert message in lines[-1]
 
 
-@pytest.mark.parametrize("command", ["inspect", "embed", "classify", "predict", "benchmark", "train",
-                                     "pretrain"])
-def test_a_corrupt_shard_is_skipped_and_reported_the_same_way_everywhere(models, sim, tmp_path, capsys,
-                                                                       caplog, command):
+@pytest.mark.parametrize(
+    "command", ["inspect", "embed", "classify", "predict", "benchmark", "train", "pretrain"]
+)
+def test_a_corrupt_shard_is_skipped_and_reported_the_same_way_everywhere(
+    models, sim, tmp_path, capsys, caplog, command
+):
     shards = tmp_path / "shards"
     write_parquet(sim, shards / "part-1.parquet")
     (shards / "part-0.parquet").write_bytes(b"junk")  # first: every command meets it
     code, _, err = run(_commands(models, shards, tmp_path / "out")[command], capsys)
     assert code == 0, err
-    assert "skipped shard" in caplog.text and "part-0.parquet: not a readable Parquet" in caplog.text
+    assert (
+        "skipped shard" in caplog.text and "part-0.parquet: not a readable Parquet" in caplog.text
+    )
 
 
-@pytest.mark.parametrize("command", ["embed", "classify", "predict", "simulate", "benchmark", "train",
-                                     "pretrain"])
+@pytest.mark.parametrize(
+    "command", ["embed", "classify", "predict", "simulate", "benchmark", "train", "pretrain"]
+)
 def test_an_unwritable_output_gives_one_line_and_exit_2(models, sim, tmp_path, capsys, command):
     write_parquet(sim, tmp_path / "in.parquet")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     cmds = _commands(models, tmp_path / "in.parquet", blocker)
-    cmds["simulate"] = ["simulate", "--survey", "asas", "--objects", "5", "--output", blocker / "s.parquet"]
+    cmds["simulate"] = [
+        "simulate",
+        "--survey",
+        "asas",
+        "--objects",
+        "5",
+        "--output",
+        blocker / "s.parquet",
+    ]
     code, _, err = run(cmds[command], capsys)
     assert code == 2 and err.startswith("error: cannot write") and len(err.splitlines()) == 1, err
 
@@ -302,18 +402,29 @@ def test_files_with_non_utf8_names_are_read_and_written(models, sim, tmp_path, c
     code, out, _ = run(["inspect", "--input", tmp_path / BAD_NAME, "--json"], capsys)
     assert code == 0 and json.loads(out)["objects"] == 5
     out_name = tmp_path / os.fsdecode(b"emb\xfe.parquet")
-    code, out, err = run(["embed", "--model", models["enc"], "--input", tmp_path / BAD_NAME,
-                          "--output", out_name], capsys)
+    code, out, err = run(
+        ["embed", "--model", models["enc"], "--input", tmp_path / BAD_NAME, "--output", out_name],
+        capsys,
+    )
     assert code == 0, err
     assert r"emb\udcfe.parquet" in out and read_parquet(out_name).num_rows == 5
-    code, _, _ = run(["simulate", "--survey", "asas", "--objects", "3", "--output", out_name], capsys)
+    code, _, _ = run(
+        ["simulate", "--survey", "asas", "--objects", "3", "--output", out_name], capsys
+    )
     assert code == 0
 
 
 def test_a_failed_embed_does_not_block_the_corrected_run(models, sim, tmp_path, capsys):
     write_parquet(sim.slice(0, 5), tmp_path / "in.parquet")
-    args = ["embed", "--model", models["enc"], "--input", tmp_path / "in.parquet", "--output",
-            tmp_path / "e.parquet"]
+    args = [
+        "embed",
+        "--model",
+        models["enc"],
+        "--input",
+        tmp_path / "in.parquet",
+        "--output",
+        tmp_path / "e.parquet",
+    ]
     code, _, err = run([*args, "--band", "nope"], capsys)  # a mistake: no such band
     assert code == 2 and not (tmp_path / "e.parquet.parts").exists(), err
     code, _, err = run(args, capsys)
@@ -328,13 +439,44 @@ def test_output_files_get_the_users_normal_permissions(models, sim, tmp_path, ca
     old = os.umask(0o022)
     try:
         write_parquet(sim.slice(0, 3), tmp_path / "in.parquet")
-        assert run(["simulate", "--survey", "asas", "--objects", "3", "--output", tmp_path / "s.parquet"],
-                   capsys)[0] == 0
-        assert run(["predict", "--model", models["clf"], "--input", tmp_path / "in.parquet",
-                    "--output", tmp_path / "c.parquet"], capsys)[0] == 0
+        assert (
+            run(
+                [
+                    "simulate",
+                    "--survey",
+                    "asas",
+                    "--objects",
+                    "3",
+                    "--output",
+                    tmp_path / "s.parquet",
+                ],
+                capsys,
+            )[0]
+            == 0
+        )
+        assert (
+            run(
+                [
+                    "predict",
+                    "--model",
+                    models["clf"],
+                    "--input",
+                    tmp_path / "in.parquet",
+                    "--output",
+                    tmp_path / "c.parquet",
+                ],
+                capsys,
+            )[0]
+            == 0
+        )
         folder = hub.save_model(build(TINY), tmp_path / "m")
-        files = [tmp_path / "in.parquet", tmp_path / "s.parquet", tmp_path / "c.parquet",
-                 folder / "model.safetensors", folder / "config.json"]
+        files = [
+            tmp_path / "in.parquet",
+            tmp_path / "s.parquet",
+            tmp_path / "c.parquet",
+            folder / "model.safetensors",
+            folder / "config.json",
+        ]
         assert {oct(stat.S_IMODE(f.stat().st_mode)) for f in files} == {"0o644"}
         os.umask(0o077)
         write_parquet(sim.slice(0, 3), tmp_path / "private.parquet")
@@ -348,20 +490,53 @@ def test_output_files_get_the_users_normal_permissions(models, sim, tmp_path, ca
 
 def test_training_shows_one_sign_and_one_name_for_the_validation_loss(sim, tmp_path, capsys):
     write_parquet(sim, tmp_path / "in.parquet")
-    code, out, err = run(["train", "rnn", "--data", tmp_path / "in.parquet", "--output", tmp_path / "t",
-                          "--steps", "4", "--eval-every", "2", "--set", "hidden=4", "--set",
-                          "dense=4"], capsys)
+    code, out, err = run(
+        [
+            "train",
+            "rnn",
+            "--data",
+            tmp_path / "in.parquet",
+            "--output",
+            tmp_path / "t",
+            "--steps",
+            "4",
+            "--eval-every",
+            "2",
+            "--set",
+            "hidden=4",
+            "--set",
+            "dense=4",
+        ],
+        capsys,
+    )
     assert code == 0, err
-    best = json.loads((tmp_path / "t" / "config.json").read_text())["meta"]["train"]["best_val_loss"]
+    best = json.loads((tmp_path / "t" / "config.json").read_text())["meta"]["train"][
+        "best_val_loss"
+    ]
     assert best > 0 and f"best val_loss {best:.4f}" in out
     assert f"best_val_loss={best:.4f}" in err and "=-" not in err
 
 
 def test_pretrain_prints_valid_json_without_infinity(sim, tmp_path, capsys, models):
     write_parquet(sim, tmp_path / "in.parquet")
-    code, out, err = run(["pretrain", "--config", models["enc"] / "config.json", "--data",
-                          tmp_path / "in.parquet", "--output", tmp_path / "pt", "--steps", "2",
-                          "--batch-size", "4", "--pool", "8"], capsys)
+    code, out, err = run(
+        [
+            "pretrain",
+            "--config",
+            models["enc"] / "config.json",
+            "--data",
+            tmp_path / "in.parquet",
+            "--output",
+            tmp_path / "pt",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--pool",
+            "8",
+        ],
+        capsys,
+    )
     assert code == 0, err
 
     def no_constants(name):

@@ -19,17 +19,31 @@ from starcurve.models.encoder import EncoderConfig, build
 from starcurve.train.loop import TrainConfig
 from starcurve.train.pretrain import inv_err_weights, masked_loss, pretrain_cmd, run
 
-TINY = {"name": "tiny", "window": 32, "d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 16,
-        "norm": "pre", "residual": "add", "time_encoding": "logspaced", "mask_token": "vector",
-        "use_err": True, "scale": True, "dropout": 0.1}
+TINY = {
+    "name": "tiny",
+    "window": 32,
+    "d_model": 16,
+    "n_layers": 1,
+    "n_heads": 2,
+    "d_ff": 16,
+    "norm": "pre",
+    "residual": "add",
+    "time_encoding": "logspaced",
+    "mask_token": "vector",
+    "use_err": True,
+    "scale": True,
+    "dropout": 0.1,
+}
 
 
 @pytest.fixture
 def lc_file(tmp_path):
     rng = np.random.default_rng(0)
     times = [np.sort(rng.uniform(0, 100, 60)) for _ in range(24)]
-    mags = [0.5 * np.sin(2 * np.pi * t / (1 + i % 5)) + rng.normal(0, 0.02, 60)
-            for i, t in enumerate(times)]
+    mags = [
+        0.5 * np.sin(2 * np.pi * t / (1 + i % 5)) + rng.normal(0, 0.02, 60)
+        for i, t in enumerate(times)
+    ]
     table = from_arrays(times, mags, [np.full(60, 0.02)] * 24, ids=[f"s{i}" for i in range(24)])
     return write_parquet(table, tmp_path / "lcs.parquet")
 
@@ -81,16 +95,39 @@ def test_pretrain_command(lc_file, tmp_path):
     cfg_file.write_text(json.dumps(TINY))
     out = tmp_path / "run"
     r = CliRunner()
-    res = r.invoke(pretrain_cmd, ["--data", str(lc_file), "--config", str(cfg_file), "--output",
-                                  str(out), "--steps", "0"])
+    res = r.invoke(
+        pretrain_cmd,
+        ["--data", str(lc_file), "--config", str(cfg_file), "--output", str(out), "--steps", "0"],
+    )
     assert res.exit_code == 0, res.output
     assert hub.load_model(out).config.name == "tiny"  # --steps 0: the initialised model folder
     shutil.rmtree(out)
     ids = tmp_path / "exclude.txt"
     ids.write_text("# test objects\ns0\ns1\n")
-    args = ["--data", str(lc_file), "--config", str(cfg_file), "--output", str(out), "--steps", "4",
-            "--batch-size", "8", "--pool", "16", "--ckpt-every", "2", "--val-data", str(lc_file),
-            "--val-windows", "8", "--eval-every", "2", "--exclude-ids", str(ids)]
+    args = [
+        "--data",
+        str(lc_file),
+        "--config",
+        str(cfg_file),
+        "--output",
+        str(out),
+        "--steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--pool",
+        "16",
+        "--ckpt-every",
+        "2",
+        "--val-data",
+        str(lc_file),
+        "--val-windows",
+        "8",
+        "--eval-every",
+        "2",
+        "--exclude-ids",
+        str(ids),
+    ]
     res = r.invoke(pretrain_cmd, args)
     assert res.exit_code == 0, res.output
     meta = json.loads((out / "config.json").read_text())["meta"]
@@ -105,7 +142,11 @@ def test_pretrain_command(lc_file, tmp_path):
     assert res.exit_code == 0, res.output
     assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 6
     evals = [row.split(",")[0] for row in (out / "val.csv").read_text().splitlines()[1:]]
-    assert evals == ["1", "2", "3"]  # steps 2, 4, 6: the row logged after the checkpoint is not kept twice
+    assert evals == [
+        "1",
+        "2",
+        "3",
+    ]  # steps 2, 4, 6: the row logged after the checkpoint is not kept twice
     ids.write_text("\n".join(f"s{i}" for i in range(24)))  # everything excluded: a clear error
     res = r.invoke(pretrain_cmd, [*args[:5], str(tmp_path / "run2"), *args[6:]])
     assert isinstance(res.exception, StarcurveError), res.output
@@ -117,10 +158,31 @@ def test_ddp_two_processes_on_cpu(lc_file, tmp_path):
     cfg_file = tmp_path / "tiny.json"
     cfg_file.write_text(json.dumps(TINY))
     second = write_parquet(read(lc_file), tmp_path / "more.parquet")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", "29561", "-m", "starcurve.cli", "pretrain", "--data", str(lc_file),
-           str(second), "--config", str(cfg_file), "--output", str(tmp_path / "ddp"), "--steps", "3",
-           "--batch-size", "8", "--pool", "16"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29561",
+        "-m",
+        "starcurve.cli",
+        "pretrain",
+        "--data",
+        str(lc_file),
+        str(second),
+        "--config",
+        str(cfg_file),
+        "--output",
+        str(tmp_path / "ddp"),
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--pool",
+        "16",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr[-2000:]

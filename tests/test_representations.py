@@ -47,14 +47,20 @@ def test_rnn_input_matches_a_plain_loop(toy_table):
         dt, dm = np.diff(t[off[r] : off[r + 1]]), np.diff(m[off[r] : off[r + 1]])
         n = (len(dt) - 4) // 2 + 1
         assert steps[r] == n
-        ref = np.stack([np.concatenate([dt[j * 2 : j * 2 + 4], dm[j * 2 : j * 2 + 4]]) for j in range(n)])
+        ref = np.stack(
+            [np.concatenate([dt[j * 2 : j * 2 + 4], dm[j * 2 : j * 2 + 4]]) for j in range(n)]
+        )
         np.testing.assert_allclose(x[r, :n], ref, rtol=1e-5, atol=1e-5)
         assert (x[r, n:] == 0).all()
     assert rnn_steps(np.array([1, 4, 5, 6, 7])).tolist() == [0, 0, 1, 1, 2]
 
 
 def test_cnn_input_leading_zero_and_padding():
-    t = from_arrays([[0.0, 1.0, 3.0], np.arange(600.0)], [[10.0, 11.0, 9.0], np.zeros(600)], [[0.1] * 3, np.ones(600)])
+    t = from_arrays(
+        [[0.0, 1.0, 3.0], np.arange(600.0)],
+        [[10.0, 11.0, 9.0], np.zeros(600)],
+        [[0.1] * 3, np.ones(600)],
+    )
     x, lens = cnn_input(t, 500)
     assert x.shape == (2, 2, 500) and lens.tolist() == [3, 500]
     assert x[0, 0, :4].tolist() == [0, 1, 2, 0] and x[0, 1, :4].tolist() == [0, 1, -2, 0]
@@ -66,5 +72,5 @@ def test_short_light_curves(n):
     t = from_arrays([np.arange(float(n))], [np.zeros(n)], [np.ones(n)])
     w = windows(t, 200)
     assert w.mask.sum() == n
-    x, steps = rnn_input(t)
+    _x, steps = rnn_input(t)
     assert steps.tolist() == [max((n - 1 - 4) // 2 + 1, 0) if n - 1 >= 4 else 0]

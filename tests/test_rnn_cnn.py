@@ -35,8 +35,9 @@ def toy(n_obj=80, seed=0, lengths=(20, 150)):
     times = [np.cumsum(rng.exponential(1.0, n)) for n in lens]
     mags = [14 + a * rng.standard_normal(n) for a, n in zip(amp, lens)]
     errs = [np.full(n, 0.01) for n in lens]
-    return from_arrays(times, mags, errs, ids=[f"s{i}" for i in range(n_obj)], band="V",
-                       labels=labels.tolist())
+    return from_arrays(
+        times, mags, errs, ids=[f"s{i}" for i in range(n_obj)], band="V", labels=labels.tolist()
+    )
 
 
 def model(kind, classes=("a", "b", "c"), seed=0):
@@ -99,8 +100,11 @@ def test_streaming_update_equals_full_recomputation(cell):
 
 def test_short_light_curves_are_skipped_with_a_reason():
     lens = [5, 19, 20, 64]
-    table = from_arrays([np.arange(n, dtype=float) for n in lens],
-                        [np.sin(np.arange(n)) for n in lens], [np.full(n, 0.1) for n in lens])
+    table = from_arrays(
+        [np.arange(n, dtype=float) for n in lens],
+        [np.sin(np.arange(n)) for n in lens],
+        [np.full(n, 0.1) for n in lens],
+    )
     for kind in ("rnn", "cnn"):
         proba, reasons = sup.predict_proba(model(kind), table)
         assert np.isnan(proba[:2]).all() and np.isfinite(proba[2:]).all()
@@ -150,8 +154,23 @@ def test_cli_train_resume_predict(tmp_path):
     lm = tmp_path / "map.json"
     lm.write_text(json.dumps({"quiet": "Q", "loud": "L"}))
     out = tmp_path / "model"
-    args = ["train", "cnn", "--data", str(data), "--band", "V", "--output", str(out), "--steps", "20",
-            "--eval-every", "10", "--label-map", str(lm), "--augment"]
+    args = [
+        "train",
+        "cnn",
+        "--data",
+        str(data),
+        "--band",
+        "V",
+        "--output",
+        str(out),
+        "--steps",
+        "20",
+        "--eval-every",
+        "10",
+        "--label-map",
+        str(lm),
+        "--augment",
+    ]
     args += [f"--set={k}={v}" for k, v in TINY["cnn"].items()]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
@@ -160,12 +179,18 @@ def test_cli_train_resume_predict(tmp_path):
     assert res.exit_code == 0, res.output
     assert json.loads((out / "config.json").read_text())["meta"]["train"]["steps"] == 40
     pred = tmp_path / "pred.parquet"
-    res = CliRunner().invoke(cli, ["predict", "--model", str(out), "--input", str(data), "--output", str(pred)])
+    res = CliRunner().invoke(
+        cli, ["predict", "--model", str(out), "--input", str(data), "--output", str(pred)]
+    )
     assert res.exit_code == 0, res.output
     table = pq.read_table(pred)
-    assert table.num_rows == 60 and {"class", "probability", "prob_L", "prob_Q", "skip_reason"} <= set(
-        table.column_names
-    )
+    assert table.num_rows == 60 and {
+        "class",
+        "probability",
+        "prob_L",
+        "prob_Q",
+        "skip_reason",
+    } <= set(table.column_names)
 
 
 def test_fs1_cell_labels_every_test_object(tmp_path, monkeypatch):
@@ -201,6 +226,7 @@ def test_multi_survey_balancing_replicates_a_class_rare_in_one_survey():
     assert np.bincount(y_out[survey == "asas"]).tolist() == [25, 25]
     assert np.bincount(y_out[survey == "eros"]).tolist() == [2 + 5 * 2, 25]
     # one survey: the same as plain class balancing
-    single, y_single = sup.balance_per_survey(table.slice(0, 30), y[:30], AugmentConfig(),
-                                              np.random.default_rng(0))
+    _single, y_single = sup.balance_per_survey(
+        table.slice(0, 30), y[:30], AugmentConfig(), np.random.default_rng(0)
+    )
     assert np.bincount(y_single).tolist() == [25, 25]

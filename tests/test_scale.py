@@ -58,7 +58,10 @@ def test_embed_in_process_keeps_order_and_reports_skips(shards, tmp_path, capsys
     got = pq.read_table(out)
     ids = table.column("object_id").to_pylist()
     assert got.column("object_id").to_pylist() == [i for k, i in enumerate(ids) if k not in (3, 17)]
-    assert "24 light curves in, 22 written, 2 skipped" in stdout and "light curves per core-second" in stdout
+    assert (
+        "24 light curves in, 22 written, 2 skipped" in stdout
+        and "light curves per core-second" in stdout
+    )
     assert not (tmp_path / "e.parquet.parts").exists()
 
 
@@ -97,13 +100,20 @@ def test_classify_on_dask_equals_in_process(shards, tmp_path, capsys):
     pytest.importorskip("dask.distributed")
     folder, _ = shards
     args = ["classify", "--input", folder, "--chunk-rows", "5", "--min-obs", "1", "--threads", "1"]
-    code, stdout, err = run_cli([*args, "--output", tmp_path / "a.parquet", "--workers", "0"], capsys)
+    code, stdout, err = run_cli(
+        [*args, "--output", tmp_path / "a.parquet", "--workers", "0"], capsys
+    )
     assert code == 0, err
     assert "22 classified, 2 skipped (objects" in stdout
-    code, stdout, err = run_cli([*args, "--output", tmp_path / "b.parquet", "--workers", "1"], capsys)
+    code, stdout, err = run_cli(
+        [*args, "--output", tmp_path / "b.parquet", "--workers", "1"], capsys
+    )
     assert code == 0 and "7/7 partitions computed now" in stdout, err
     assert pq.read_table(tmp_path / "a.parquet").equals(pq.read_table(tmp_path / "b.parquet"))
-    assert sorted(p.name for p in tmp_path.iterdir() if "parquet" in p.name) == ["a.parquet", "b.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir() if "parquet" in p.name) == [
+        "a.parquet",
+        "b.parquet",
+    ]
 
 
 def test_predict_runs_by_partition_and_keeps_its_skip_rows(shards, tmp_path, capsys):
@@ -116,7 +126,10 @@ def test_predict_runs_by_partition_and_keeps_its_skip_rows(shards, tmp_path, cap
             "--workers", "0", "--per-band", "--output", tmp_path / "p.parquet"]  # fmt: skip
     code, stdout, err = run_cli(args, capsys)
     assert code == 0, err
-    assert "22 classified, 2 skipped" in stdout and "24 light curves in, 22 written, 2 skipped" in stdout
+    assert (
+        "22 classified, 2 skipped" in stdout
+        and "24 light curves in, 22 written, 2 skipped" in stdout
+    )
     out = pq.read_table(tmp_path / "p.parquet")
     assert out.num_rows == 24 and out.column("skip_reason").null_count == 22
 

@@ -19,12 +19,15 @@ def clusters(n_per=60, k=4, d=16, seed=0, outliers=3):
     """k tight clusters (labels c0..) plus a few far-away outliers (label 'odd')."""
     rng = np.random.default_rng(seed)
     centers = rng.normal(0, 5, (k, d))
-    X = np.vstack([c + rng.normal(0, 0.5, (n_per, d)) for c in centers]
-                  + [rng.normal(0, 5, (outliers, d)) * 4])
+    X = np.vstack(
+        [c + rng.normal(0, 0.5, (n_per, d)) for c in centers]
+        + [rng.normal(0, 5, (outliers, d)) * 4]
+    )
     labels = [f"c{i}" for i in range(k) for _ in range(n_per)] + ["odd"] * outliers
     ids = [f"o{i}" for i in range(len(X))]
-    emb = pa.ListArray.from_arrays(pa.array(np.arange(len(X) + 1, dtype=np.int32) * d),
-                                   pa.array(X.ravel().astype(np.float32)))
+    emb = pa.ListArray.from_arrays(
+        pa.array(np.arange(len(X) + 1, dtype=np.int32) * d), pa.array(X.ravel().astype(np.float32))
+    )
     return pa.table({"object_id": ids, "band": ["V"] * len(X), "label": labels, "embedding": emb})
 
 
@@ -47,8 +50,11 @@ def test_build_save_load_search(kind, metric, tmp_path):
     idx = se.build(X, ids, kind=kind, metric=metric, nlist=4 if kind == "ivf" else None)
     assert idx.kind == kind and len(idx) == len(X)
     idx.save(tmp_path / "ix")
-    assert sorted(p.name for p in (tmp_path / "ix").iterdir()) == ["ids.parquet", "index.faiss",
-                                                                   "index.json"]
+    assert sorted(p.name for p in (tmp_path / "ix").iterdir()) == [
+        "ids.parquet",
+        "index.faiss",
+        "index.json",
+    ]
     again = se.load(tmp_path / "ix")
     hits = se.similar(again, "o5", 10)
     assert hits.num_rows == 10 and "o5" not in hits.column("object_id").to_pylist()
@@ -67,8 +73,11 @@ def test_auto_kind_follows_the_size_threshold(monkeypatch):
     assert se.build(X, ids).kind == "exact"
     monkeypatch.setattr(se, "EXACT_MAX", 100)
     idx = se.build(X, ids)
-    assert idx.kind == "ivf" and idx.meta["nlist"] == se.default_nlist(len(X)) and \
-        idx.meta["nprobe"] <= idx.meta["nlist"]
+    assert (
+        idx.kind == "ivf"
+        and idx.meta["nlist"] == se.default_nlist(len(X))
+        and idx.meta["nprobe"] <= idx.meta["nlist"]
+    )
     assert se.default_nlist(10**6) == 4096 and se.default_nlist(10**4) == 256
 
 
@@ -89,11 +98,25 @@ def test_index_similar_anomalies_commands(emb, tmp_path, capsys):
     assert code == 0 and "exact l2" in out
     meta = json.loads((tmp_path / "ix" / "index.json").read_text())
     assert meta["n"] == 243 and meta["dim"] == 16 and meta["kind"] == "exact"
-    code, out, _ = run(["similar", "--index", tmp_path / "ix", "--query", "o3", "--k", "10",
-                        "--output", tmp_path / "hits.parquet"], capsys)
+    code, out, _ = run(
+        [
+            "similar",
+            "--index",
+            tmp_path / "ix",
+            "--query",
+            "o3",
+            "--k",
+            "10",
+            "--output",
+            tmp_path / "hits.parquet",
+        ],
+        capsys,
+    )
     assert code == 0 and "wrote 10 hits" in out
     assert precision(read_parquet(tmp_path / "hits.parquet")) == 1.0
-    code, out, _ = run(["anomalies", "--input", emb, "--output", tmp_path / "ranked.parquet"], capsys)
+    code, out, _ = run(
+        ["anomalies", "--input", emb, "--output", tmp_path / "ranked.parquet"], capsys
+    )
     assert code == 0
     ranked = read_parquet(tmp_path / "ranked.parquet").to_pandas()
     assert list(ranked["rank"]) == list(range(1, 244))
@@ -106,12 +129,28 @@ def test_anomalies_contact_sheet(tmp_path, capsys):
     lcs = simulate("asas", 40, ["RRab", "Mira"], seed=0)
     lcs = lcs.set_column(lcs.schema.get_field_index("band"), "band", pa.array(["V"] * 40))
     write_parquet(lcs, tmp_path / "lcs.parquet")
-    emb = pa.table({"object_id": lcs.column("object_id"), "band": ["V"] * 40,
-                    "embedding": clusters(n_per=10, outliers=0).column("embedding")})
+    emb = pa.table(
+        {
+            "object_id": lcs.column("object_id"),
+            "band": ["V"] * 40,
+            "embedding": clusters(n_per=10, outliers=0).column("embedding"),
+        }
+    )
     write_parquet(emb, tmp_path / "emb.parquet")
-    code, out, _ = run(["anomalies", "--input", tmp_path / "emb.parquet", "--output",
-                        tmp_path / "ranked.parquet", "--lightcurves", tmp_path / "lcs.parquet",
-                        "--top", "6"], capsys)
+    code, out, _ = run(
+        [
+            "anomalies",
+            "--input",
+            tmp_path / "emb.parquet",
+            "--output",
+            tmp_path / "ranked.parquet",
+            "--lightcurves",
+            tmp_path / "lcs.parquet",
+            "--top",
+            "6",
+        ],
+        capsys,
+    )
     assert code == 0 and "the top 6 light curves" in out
     assert (tmp_path / "ranked.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -158,8 +197,18 @@ def test_bad_inputs_and_damaged_index_folders_are_one_line(emb, tmp_path, capsys
     (ix / "index.json").unlink()
     code, _, err = run([*q, "o1"], capsys)
     assert code == 2 and "missing index.json" in err
-    code, _, err = run(["similar", "--index", tmp_path / "none", "--query", "o1", "--output",
-                        tmp_path / "h.parquet"], capsys)
+    code, _, err = run(
+        [
+            "similar",
+            "--index",
+            tmp_path / "none",
+            "--query",
+            "o1",
+            "--output",
+            tmp_path / "h.parquet",
+        ],
+        capsys,
+    )
     assert code == 2 and "no such index folder" in err
     assert not (tmp_path / "h.parquet").exists()
 
@@ -167,7 +216,9 @@ def test_bad_inputs_and_damaged_index_folders_are_one_line(emb, tmp_path, capsys
 def test_index_of_mismatched_files_is_refused(emb, tmp_path):
     ids, X = se.read_vectors(emb)
     se.build(X, ids).save(tmp_path / "ix")
-    write_parquet(read(simulate("asas", 3, seed=0)).select(["object_id"]), tmp_path / "ix" / "ids.parquet")
+    write_parquet(
+        read(simulate("asas", 3, seed=0)).select(["object_id"]), tmp_path / "ix" / "ids.parquet"
+    )
     with pytest.raises(StarcurveError, match="do not match; rebuild the index"):
         se.load(tmp_path / "ix")
 

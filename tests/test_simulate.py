@@ -210,7 +210,17 @@ def test_zero_objects_and_case_insensitive_names():
 
 def test_cli_writes_file_and_shards(tmp_path, capsys):
     out = tmp_path / "sim.parquet"
-    args = ["simulate", "--survey", "ogle", "--objects", "25", "--classes", "RRab,Mira", "--seed", "5"]
+    args = [
+        "simulate",
+        "--survey",
+        "ogle",
+        "--objects",
+        "25",
+        "--classes",
+        "RRab,Mira",
+        "--seed",
+        "5",
+    ]
     main([*args, "--output", str(out)])
     table = pq.read_table(out)
     assert table.equals(simulate("ogle", 25, ["RRab", "Mira"], seed=5))

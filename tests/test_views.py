@@ -54,7 +54,9 @@ def test_noise_has_low_power_and_short_curves_get_a_safe_period():
     rng = np.random.default_rng(1)
     t = [np.sort(rng.uniform(0, 500, 150)), np.array([1.0, 2.0])]
     m = [12 + rng.normal(0, 0.05, 150), np.array([12.0, 12.1])]
-    table = from_arrays(t, m, [np.full(150, 0.05), np.full(2, 0.05)], ids=["noise", "two"], band="V")
+    table = from_arrays(
+        t, m, [np.full(150, 0.05), np.full(2, 0.05)], ids=["noise", "two"], band="V"
+    )
     p = periods(table, backend="numpy")
     assert p.power[0] < 0.3
     assert np.isfinite(p.freq).all() and p.power[1] == 0.0
@@ -102,8 +104,9 @@ def test_periods_cache_is_keyed_by_content(tmp_path):
 
 def tiny_pv1(**kw) -> EncoderConfig:
     d = get_config("pv1").to_dict()
-    d.update(window=64, fold_window=32, d_model=16, n_layers=2, n_heads=2, d_ff=16, name="tiny-pv1",
-             **kw)
+    d.update(
+        window=64, fold_window=32, d_model=16, n_layers=2, n_heads=2, d_ff=16, name="tiny-pv1", **kw
+    )
     return EncoderConfig.from_dict(d)
 
 
@@ -155,8 +158,10 @@ def test_pv1_embeddings_per_row_and_per_object(tmp_path):
     assert not np.allclose(xo, x)  # B adds information (and its band embedding)
     _, xr = model.embed_objects(r)
     np.testing.assert_allclose(xr, x, atol=1e-6)  # one band: the same as per row
-    assert list(band_index(both, cfg.bands)[[0, 5]]) == [cfg.bands.index("R") + 1,
-                                                         cfg.bands.index("B") + 1]
+    assert list(band_index(both, cfg.bands)[[0, 5]]) == [
+        cfg.bands.index("R") + 1,
+        cfg.bands.index("B") + 1,
+    ]
     hub.save_model(model.encoder, tmp_path / "m")
     again = hub.load_model(tmp_path / "m")
     np.testing.assert_allclose(again.embed_table(r), x, atol=1e-6)
@@ -174,8 +179,9 @@ def test_fs1_band_all_gives_one_vector_per_object_from_every_band(tmp_path):
             mags.append(12 + amp * np.sin(t) + rng.normal(0, 0.02, n))
             labels.append("A" if i % 2 else "B")
         ids = [f"x{i:03d}" for i in range(80)]
-        rows.append(from_arrays(times, mags, [np.full(n, 0.02)] * 80, ids=ids, band=band,
-                                labels=labels))
+        rows.append(
+            from_arrays(times, mags, [np.full(n, 0.02)] * 80, ids=ids, band=band, labels=labels)
+        )
     table = pa.concat_tables(rows)
     data = fs.prepare(table, "all")
     assert data.table.num_rows == 80 and data.multi.num_rows == 160
@@ -219,15 +225,26 @@ def test_period_readout_adds_the_spreads_the_period_and_its_power():
     d = 16  # raw + spread | fold1 + spread | fold2 + spread | pgram + (log10 P, power)
     assert xp.shape == (5, 4 * d + 3 + 2) == (5, with_p.dim)
     np.testing.assert_allclose(xp[:, :d], x[:, :d], atol=1e-6)
-    np.testing.assert_allclose(xp[:, [d, 2 * d + 1, 3 * d + 2]], np.log10(0.4 / np.sqrt(2)), atol=0.1)
+    np.testing.assert_allclose(
+        xp[:, [d, 2 * d + 1, 3 * d + 2]], np.log10(0.4 / np.sqrt(2)), atol=0.1
+    )
     np.testing.assert_allclose(xp[:, -2], np.log10(TRUE_PERIODS), atol=0.01)
     assert (xp[:, -1] > 0.5).all()
 
 
 def test_hybrid_methods_join_embeddings_and_features(monkeypatch, tmp_path):
     table = periodic_table(n=60, periods_=[0.3 + 0.1 * i for i in range(4)])
-    data = fs.FS1Data(table, np.array([f"s{i}" for i in range(4)]), np.array(list("AABB")),
-                      ["A", "B"], {}, np.array([0, 1, 0, 1], bool), {}, notes={})
+    data = fs.FS1Data(
+        table,
+        np.array([f"s{i}" for i in range(4)]),
+        np.array(list("AABB")),
+        ["A", "B"],
+        {},
+        np.array([0, 1, 0, 1], bool),
+        {},
+        notes={},
+    )
+
     class Fixed:  # a transformer giving constant vectors of ``dim`` columns, named ``name``
         per_object = False
 
@@ -250,4 +267,6 @@ def test_hybrid_methods_join_embeddings_and_features(monkeypatch, tmp_path):
         X, info, _ = fs._method_vectors(fs.METHODS[name], data, fs.Context(out=tmp_path / name))
         assert X.shape == (4, 5) and info["embedding_dims"] == 3
     assert fs.METHODS["hybrid-forest"].probe == "forest"
-    assert fs.method_label("hybrid-forest", {"embed": {"model": "m"}}) == "hybrid (m) + random forest"
+    assert (
+        fs.method_label("hybrid-forest", {"embed": {"model": "m"}}) == "hybrid (m) + random forest"
+    )

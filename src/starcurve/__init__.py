@@ -6,7 +6,13 @@ from starcurve.errors import StarcurveError
 
 __version__ = "0.1.0"
 __all__ = [
-    "StarcurveError", "__version__", "clean", "light_curve", "load", "load_model", "read",
+    "StarcurveError",
+    "__version__",
+    "clean",
+    "light_curve",
+    "load",
+    "load_model",
+    "read",
     "write_parquet",
 ]
 

@@ -24,16 +24,36 @@ COMMANDS = {
     "benchmark": ("starcurve.eval.fewshot", "benchmark_cmd", "Score a method with FS-1."),
     "report": ("starcurve.eval.report", "report_cmd", "Merge benchmark result folders."),
     "pretrain": ("starcurve.train.pretrain", "pretrain_cmd", "Pretrain the encoder (masked)."),
-    "finetune": ("starcurve.train.pretrain", "finetune_cmd", "Self-supervised fine-tune on a pool."),
+    "finetune": (
+        "starcurve.train.pretrain",
+        "finetune_cmd",
+        "Self-supervised fine-tune on a pool.",
+    ),
     "embed": ("starcurve.models.hub", "embed_cmd", "Write per-object embeddings."),
     "export": ("starcurve.models.export", "export_cmd", "Export a model to ONNX (onnxruntime)."),
     "train": ("starcurve.train.supervised", "train_cmd", "Train an RNN or CNN classifier."),
-    "predict": ("starcurve.models.predict", "predict_cmd", "Classes and probabilities from any classifier."),
-    "classify": ("starcurve.models.predict", "classify_cmd", "Classify with the shipped model (= predict)."),
-    "plot": ("starcurve.lightcurve", "plot_cmd", "Plot one object: light curve, periodogram, folds."),
+    "predict": (
+        "starcurve.models.predict",
+        "predict_cmd",
+        "Classes and probabilities from any classifier.",
+    ),
+    "classify": (
+        "starcurve.models.predict",
+        "classify_cmd",
+        "Classify with the shipped model (= predict).",
+    ),
+    "plot": (
+        "starcurve.lightcurve",
+        "plot_cmd",
+        "Plot one object: light curve, periodogram, folds.",
+    ),
     "index": ("starcurve.search", "index_cmd", "Build a vector index of embeddings (FAISS)."),
     "similar": ("starcurve.search", "similar_cmd", "Find the objects most like a query."),
-    "anomalies": ("starcurve.search", "anomalies_cmd", "Rank objects by how unlike the rest they are."),
+    "anomalies": (
+        "starcurve.search",
+        "anomalies_cmd",
+        "Rank objects by how unlike the rest they are.",
+    ),
     "demo": ("starcurve.demo", "demo_cmd", "Run the whole path on a built-in default."),
 }
 
@@ -109,10 +129,14 @@ exclude_ids_option = click.option(
 )  # fmt: skip
 
 
-def input_option(help: str = "Light curves: Parquet file, folder of shards, or text files.",
-                 required: bool = True, multiple: bool = False):
-    return click.option("--input", "input_path", required=required, multiple=multiple,
-                        type=click.Path(), help=help)
+def input_option(
+    help: str = "Light curves: Parquet file, folder of shards, or text files.",
+    required: bool = True,
+    multiple: bool = False,
+):
+    return click.option(
+        "--input", "input_path", required=required, multiple=multiple, type=click.Path(), help=help
+    )
 
 
 def output_option(kind: Output = OUTPUT_FILE, help: str = "Output file.", required: bool = True):
@@ -120,14 +144,21 @@ def output_option(kind: Output = OUTPUT_FILE, help: str = "Output file.", requir
 
 
 def data_option(help: str = "Training light curves (Parquet files or folders); more may follow."):
-    return click.option("--data", "data", multiple=True, required=True, type=click.Path(), help=help)
+    return click.option(
+        "--data", "data", multiple=True, required=True, type=click.Path(), help=help
+    )
 
 
 def min_obs_option(f):
     from starcurve.data.clean import MIN_OBS
 
-    return click.option("--min-obs", default=MIN_OBS, show_default=True, type=click.IntRange(1),
-                        help="Leave out light curves with fewer points after cleaning.")(f)
+    return click.option(
+        "--min-obs",
+        default=MIN_OBS,
+        show_default=True,
+        type=click.IntRange(1),
+        help="Leave out light curves with fewer points after cleaning.",
+    )(f)
 
 
 def threads_option(help: str = "torch CPU threads of this process [default: every core]."):

@@ -33,12 +33,27 @@ REPORT_S = 10.0
 
 
 @click.command("demo")
-@click.option("--data", default=None, type=click.Path(), help="Your labeled light curves (default: simulated).")
+@click.option(
+    "--data",
+    default=None,
+    type=click.Path(),
+    help="Your labeled light curves (default: simulated).",
+)
 @band_option
 @click.option("--survey", default="asas", show_default=True, help="Simulated survey cadence.")
-@click.option("--per-class", default=None, type=int,
-              help="Simulated objects per class [default: as many as fit the time budget, 60-720].")
-@click.option("--n", "ns", default="20,100", show_default=True, help="Labels per class (the protocol: 20,100,500).")
+@click.option(
+    "--per-class",
+    default=None,
+    type=int,
+    help="Simulated objects per class [default: as many as fit the time budget, 60-720].",
+)
+@click.option(
+    "--n",
+    "ns",
+    default="20,100",
+    show_default=True,
+    help="Labels per class (the protocol: 20,100,500).",
+)
 @click.option("--folds", default=3, show_default=True)
 @click.option("--methods", default="embed,forest", show_default=True, help="FS-1 methods to run.")
 @click.option("--model", default=None, help="Model folder (default: the shipped model).")
@@ -49,8 +64,9 @@ def demo_cmd(data, band, survey, per_class, ns, folds, methods, model, output, s
     import torch
 
     if band and "," in band:
-        raise StarcurveError(f"--band: the demo takes one band (FS-1 uses one row per object), "
-                             f"got {band!r}")
+        raise StarcurveError(
+            f"--band: the demo takes one band (FS-1 uses one row per object), got {band!r}"
+        )
     band = band or "*"  # FS-1's '*': each object in its own band
     threads = torch.get_num_threads()
     # scikit-learn's OpenMP and BLAS on one thread: its small probes and the t-SNE map run faster
@@ -70,16 +86,22 @@ def _demo(data, band, survey, per_class, ns, folds, methods, model, out_dir, see
     names = [m.strip() for m in methods.split(",") if m.strip()]
     unknown = [m for m in names if m not in fewshot.METHODS]
     if unknown:
-        raise StarcurveError(f"unknown method(s) {unknown}; choose from {', '.join(fewshot.METHODS)}")
+        raise StarcurveError(
+            f"unknown method(s) {unknown}; choose from {', '.join(fewshot.METHODS)}"
+        )
     try:
         sizes = sorted({int(n) for n in ns.split(",")})
     except ValueError:
         raise StarcurveError(f"--n must be comma-separated integers, got {ns!r}") from None
     if per_class is not None and per_class < 50:
-        raise StarcurveError("--per-class must be at least 50 (FS-1 keeps classes with >= 30 objects)")
+        raise StarcurveError(
+            "--per-class must be at least 50 (FS-1 keeps classes with >= 30 objects)"
+        )
     k = len(ASAS_CLASSES)
     click.echo(f"starcurve demo: about 2 to 3 minutes on a 2-core CPU; results go to {out}")
-    click.echo(f"measuring this machine's speed on {CALIBRATION_PER_CLASS * k} simulated light curves ...")
+    click.echo(
+        f"measuring this machine's speed on {CALIBRATION_PER_CLASS * k} simulated light curves ..."
+    )
     calib = simulate(survey, CALIBRATION_PER_CLASS * k, ASAS_CLASSES, seed=seed + 1)
     per_lc = _seconds_per_lc(calib, names, model)
     if data is None:
@@ -88,7 +110,9 @@ def _demo(data, band, survey, per_class, ns, folds, methods, model, out_dir, see
             sample = f"{per_class} simulated objects per class, sized to fit the time budget"
         else:
             sample = f"{per_class} simulated objects per class"
-        click.echo(f"simulating {per_class} {survey} light curves per class: {', '.join(ASAS_CLASSES)}")
+        click.echo(
+            f"simulating {per_class} {survey} light curves per class: {', '.join(ASAS_CLASSES)}"
+        )
         table = simulate(survey, per_class * k, ASAS_CLASSES, seed=seed)
         data = write_parquet(table, out / "data" / f"simulated_{survey}.parquet")
     else:
@@ -98,19 +122,32 @@ def _demo(data, band, survey, per_class, ns, folds, methods, model, out_dir, see
     click.echo(f"FS-1 on {fs1.dataset}: {n_obj} objects, {len(fs1.classes)} classes, "
                f"{n_test} in the fixed test set")  # fmt: skip
     n_train = sum(min(n, len(p)) for n in sizes for p in fs1.pool.values())
-    expected = time.time() - t0 + n_obj * per_lc + folds * sum(
-        a * len(sizes) + b * n_train for a, b in (PROBE_S.get(m, PROBE_S["default"]) for m in names)
-    ) + REPORT_S * (len(names) + 1)
-    click.echo(f"demo settings: {sample}; {', '.join(map(str, sizes))} labels per class; {folds} "
-               f"folds (the full protocol: --n 20,100,500 on real survey files, see docs/benchmarks.md)")
-    click.echo(f"expected running time: about {_minutes(expected)} on this machine "
-               f"({per_lc * 1000:.0f} ms per light curve to embed and extract features)")
+    expected = (
+        time.time()
+        - t0
+        + n_obj * per_lc
+        + folds
+        * sum(
+            a * len(sizes) + b * n_train
+            for a, b in (PROBE_S.get(m, PROBE_S["default"]) for m in names)
+        )
+        + REPORT_S * (len(names) + 1)
+    )
+    click.echo(
+        f"demo settings: {sample}; {', '.join(map(str, sizes))} labels per class; {folds} "
+        f"folds (the full protocol: --n 20,100,500 on real survey files, see docs/benchmarks.md)"
+    )
+    click.echo(
+        f"expected running time: about {_minutes(expected)} on this machine "
+        f"({per_lc * 1000:.0f} ms per light curve to embed and extract features)"
+    )
     results = []
     for m in names:
         click.echo(f"-- {m}: {fewshot.METHODS[m].help}")
         cmd = f"starcurve demo (method {m})"
-        results.append(fewshot.run(fs1, band, m, out / m, model=model, ns=sizes, folds=folds,
-                                   command=cmd))
+        results.append(
+            fewshot.run(fs1, band, m, out / m, model=model, ns=sizes, folds=folds, command=cmd)
+        )
     report.write_comparison(results, out, title="starcurve demo")
     click.echo("")
     click.echo(report.comparison_table(results))
@@ -153,24 +190,34 @@ def closing(results: list[dict], n_obj: int, n_test: int, k: int, folds: int) ->
     ns = sorted({int(n) for r in results for n in r["results"]}, key=int)
     what = " and ".join(_name(r) for r in results)
     lines = [
-        (f"What this compared: {what}, on {n_obj} light curves of {k} classes. Each method learned "
-         f"from a few labeled examples per class and was scored on the same {n_test} test objects by "
-         f"macro F1 (1 is perfect, about {1 / k:.2f} is guessing), averaged over {folds} folds.")
+        (
+            f"What this compared: {what}, on {n_obj} light curves of {k} classes. Each method learned "
+            f"from a few labeled examples per class and was scored on the same {n_test} test objects by "
+            f"macro F1 (1 is perfect, about {1 / k:.2f} is guessing), averaged over {folds} folds."
+        )
     ]
     for n in ns:
-        scored = sorted(((r["results"][str(n)], _name(r)) for r in results if str(n) in r["results"]),
-                        key=lambda x: -x[0]["f1_mean"])
+        scored = sorted(
+            ((r["results"][str(n)], _name(r)) for r in results if str(n) in r["results"]),
+            key=lambda x: -x[0]["f1_mean"],
+        )
         if len(scored) == 1:
-            lines.append(f"With {n} labels per class, {scored[0][1]} scored {scored[0][0]['f1_mean']:.2f}.")
+            lines.append(
+                f"With {n} labels per class, {scored[0][1]} scored {scored[0][0]['f1_mean']:.2f}."
+            )
             continue
         (a, name_a), (b, name_b) = scored[0], scored[1]
         gap = a["f1_mean"] - b["f1_mean"]
         spread = max(a["f1_std"], b["f1_std"])
-        verdict = (f"{name_a} wins by {gap:.2f}" + (" (more than the spread between folds, "
-                   f"{spread:.2f})" if gap > spread else f", within the spread between folds "
-                   f"({spread:.2f}): a tie"))
-        lines.append(f"With {n} labels per class: {name_a} {a['f1_mean']:.2f}, {name_b} "
-                     f"{b['f1_mean']:.2f}; {verdict}.")
+        verdict = f"{name_a} wins by {gap:.2f}" + (
+            f" (more than the spread between folds, {spread:.2f})"
+            if gap > spread
+            else f", within the spread between folds ({spread:.2f}): a tie"
+        )
+        lines.append(
+            f"With {n} labels per class: {name_a} {a['f1_mean']:.2f}, {name_b} "
+            f"{b['f1_mean']:.2f}; {verdict}."
+        )
     lines.append(
         "What to try next: your own labeled light curves (starcurve demo --data FILE, a 'label' "
         "column); the full protocol on real survey data (starcurve benchmark --data FILE --band R "

@@ -13,7 +13,9 @@ def read_json_object(path, what: str = "JSON file") -> dict:
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
-        raise StarcurveError(f"{path}: corrupted or unreadable {what} ({str(e).splitlines()[0][:120]})") from None
+        raise StarcurveError(
+            f"{path}: corrupted or unreadable {what} ({str(e).splitlines()[0][:120]})"
+        ) from None
     if not isinstance(doc, dict):
         raise StarcurveError(f"{path}: a {what} must be a JSON object")
     return doc

@@ -80,7 +80,9 @@ def atomic_json(obj, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
 
 
-def atomic_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+def atomic_safetensors(
+    tensors: dict, path: str | os.PathLike, metadata: dict | None = None
+) -> Path:
     """Tensors as safetensors (CPU, contiguous), written atomically; never pickle."""
     from safetensors.torch import save
 

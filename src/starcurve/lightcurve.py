@@ -104,8 +104,9 @@ class LightCurve:
         freq = np.full(self.table.num_rows, 1.0 / period)
         w = fold_windows(number, freq, multiple, n=n)
         index = [w.err[i][w.mask[i]].astype(np.int64) - t_off[i] for i in range(len(w))]
-        return FoldedLightCurve(self, period * multiple, [w.time[i][w.mask[i]] for i in range(len(w))],
-                                index)
+        return FoldedLightCurve(
+            self, period * multiple, [w.time[i][w.mask[i]] for i in range(len(w))], index
+        )
 
     def reconstruct(self, model=None, batch_size: int = 64) -> Reconstruction:
         """The encoder's masked-observation prediction of every point (``model``: a loaded model,
@@ -147,14 +148,23 @@ class LightCurve:
             self.fold(period, k).plot(ax, recon=recon)
         head = self._title()
         if recon is not None:
-            head += f"; masked prediction RMSE {recon.rmse:.3f} mag (band mean: {recon.baseline:.3f})"
+            head += (
+                f"; masked prediction RMSE {recon.rmse:.3f} mag (band mean: {recon.baseline:.3f})"
+            )
         fig.suptitle(head, fontsize=10)
         fig.tight_layout()
         return fig
 
 
-def light_curve(source, object_id: str | None = None, *, band: str | None = None, columns=None,
-                flux: bool = False, zero_point: float = DEFAULT_ZERO_POINT) -> LightCurve:
+def light_curve(
+    source,
+    object_id: str | None = None,
+    *,
+    band: str | None = None,
+    columns=None,
+    flux: bool = False,
+    zero_point: float = DEFAULT_ZERO_POINT,
+) -> LightCurve:
     """One object's ``LightCurve`` from a table, file, DataFrame, arrays, ``lightkurve.LightCurve``
     or astropy ``TimeSeries`` (see the module docstring). ``object_id`` is needed when the source
     holds several objects; ``band`` keeps only these bands (comma-separated). ``columns``, ``flux``,
@@ -181,8 +191,9 @@ def light_curves(table: pa.Table, ids=None, what: str = "the input") -> dict[str
     ids = [str(i) for i in ids]
     missing = sorted(set(ids) - set(have))
     if missing:
-        raise StarcurveError(f"object(s) {missing[:3]} not in {what} ({len(have)} objects, e.g. "
-                             f"{have[:3]})")
+        raise StarcurveError(
+            f"object(s) {missing[:3]} not in {what} ({len(have)} objects, e.g. {have[:3]})"
+        )
     good, report = clean(table.filter(pc.is_in(table.column(S.ID), pa.array(ids))))
     out = {}
     for i in ids:
@@ -218,8 +229,10 @@ def from_timeseries(ts, *, columns=None, zero_point: float = DEFAULT_ZERO_POINT)
     names = list(ts.colnames)
     value = cols.get(S.MAG) or next((c for c in ("mag", "flux") if c in names), None)
     if value is None or value not in names:
-        raise StarcurveError(f"the time series has no {value or 'mag or flux'} column; columns: "
-                             f"{names}. Name it with columns={{'mag': NAME, 'mag_err': NAME}}")
+        raise StarcurveError(
+            f"the time series has no {value or 'mag or flux'} column; columns: "
+            f"{names}. Name it with columns={{'mag': NAME, 'mag_err': NAME}}"
+        )
     err = cols.get(S.ERR) or f"{value}_err"
     if err not in names:
         raise StarcurveError(f"the time series has no error column {err!r}; columns: {names}")
@@ -337,8 +350,11 @@ class Reconstruction:
     def plot(self, ax=None):
         """The data with the predictions over them, against time."""
         ax = self.source.plot(ax, recon=self)
-        ax.set_title(f"{self.source.object_id}: masked prediction, RMSE {self.rmse:.3f} mag "
-                     f"(band mean {self.baseline:.3f})", fontsize=9)
+        ax.set_title(
+            f"{self.source.object_id}: masked prediction, RMSE {self.rmse:.3f} mag "
+            f"(band mean {self.baseline:.3f})",
+            fontsize=9,
+        )
         return ax
 
 
@@ -371,8 +387,14 @@ def masked_predictions(model, table: pa.Table, batch_size: int = 64) -> list[np.
             for k in range(RECON_PASSES):
                 hidden = w.mask[idx] & (pos % RECON_PASSES == k)[None, :]
                 extra = {} if ctx is None else {"ctx": tensor(ctx, idx), "band": tensor(band, idx)}
-                pred, _ = enc(tensor(w.time, idx), tensor(w.mag, idx), tensor(w.mask, idx),
-                              tensor(w.err, idx), torch.from_numpy(hidden).to(dev), **extra)
+                pred, _ = enc(
+                    tensor(w.time, idx),
+                    tensor(w.mag, idx),
+                    tensor(w.mask, idx),
+                    tensor(w.err, idx),
+                    torch.from_numpy(hidden).to(dev),
+                    **extra,
+                )
                 mag = pred.float().cpu().numpy() + w.mag_mean[idx][:, None]
                 r, c = np.nonzero(hidden)
                 flat = start[idx][r] + c
@@ -400,8 +422,19 @@ def _points(ax, x, m, e, band: str, legend: bool) -> None:
     """Points with error bars; many points get smaller markers so the shape stays visible."""
     i = 0 if not legend else len(ax.lines)
     ms = 2.5 if len(x) < 500 else 1.5
-    ax.errorbar(x, m, yerr=e, fmt="o", ms=ms, lw=0.4, elinewidth=0.4, alpha=0.7,
-                color=_color(band, i), ecolor="0.6", label=f"band {band}" if legend else None)
+    ax.errorbar(
+        x,
+        m,
+        yerr=e,
+        fmt="o",
+        ms=ms,
+        lw=0.4,
+        elinewidth=0.4,
+        alpha=0.7,
+        color=_color(band, i),
+        ecolor="0.6",
+        label=f"band {band}" if legend else None,
+    )
 
 
 def _mag_axis(ax, bands: list[str]) -> None:
@@ -411,7 +444,9 @@ def _mag_axis(ax, bands: list[str]) -> None:
 
 
 def _predictions(ax, x, pred, first: bool) -> None:
-    ax.plot(x, pred, "x", ms=3, color="black", alpha=0.6, label="masked prediction" if first else None)
+    ax.plot(
+        x, pred, "x", ms=3, color="black", alpha=0.6, label="masked prediction" if first else None
+    )
 
 
 def _finish(ax, title: str | None):
@@ -434,8 +469,9 @@ def _days(p: float) -> str:
     return f"{p:.5g} d"
 
 
-def contact_sheet(curves: list[LightCurve], titles: list[str], path, *, cols: int = 5,
-                  dpi: int = 64) -> Path:
+def contact_sheet(
+    curves: list[LightCurve], titles: list[str], path, *, cols: int = 5, dpi: int = 64
+) -> Path:
     """Small light-curve panels (magnitude against time, inverted) in a grid, written as a PNG."""
     from starcurve.eval.report import pyplot, save_figure
 
@@ -447,14 +483,24 @@ def contact_sheet(curves: list[LightCurve], titles: list[str], path, *, cols: in
         t0 = _time_offset(S.flat(lc.table, S.TIME)[0])
         for i, b in enumerate(lc.bands):
             t, m, e = lc.arrays(b)
-            ax.errorbar(t - t0, m, yerr=e, fmt="o", ms=1, lw=0.3, elinewidth=0.3, alpha=0.7,
-                        color=_color(b, i), ecolor="0.7")
+            ax.errorbar(
+                t - t0,
+                m,
+                yerr=e,
+                fmt="o",
+                ms=1,
+                lw=0.3,
+                elinewidth=0.3,
+                alpha=0.7,
+                color=_color(b, i),
+                ecolor="0.7",
+            )
         ax.invert_yaxis()
         ax.set_title(title, fontsize=6)
         ax.tick_params(labelsize=5)
         ax.set_xlabel(f"time − {t0:.0f} [d]" if t0 else "time [d]", fontsize=5)
         ax.set_ylabel("mag", fontsize=5)
-    for ax in list(axes.flat)[len(curves):]:
+    for ax in list(axes.flat)[len(curves) :]:
         ax.axis("off")
     fig.tight_layout()
     return save_figure(fig, path, dpi)
@@ -465,15 +511,23 @@ def contact_sheet(curves: list[LightCurve], titles: list[str], path, *, cols: in
 
 @click.command("plot")
 @input_option()
-@click.option("--object", "object_id", default=None, help="Object id (needed if the input holds several).")
+@click.option(
+    "--object", "object_id", default=None, help="Object id (needed if the input holds several)."
+)
 @output_option(OUTPUT_FILE, "The figure (PNG).")
 @band_option
 @columns_option
 @click.option("--flux", is_flag=True, help="The mag/mag_err columns hold fluxes (converted).")
-@click.option("--period", type=float, default=None, help="Fold at this period in days [default: the best].")
-@click.option("--model", "model_dir", default=None,
-              help="Overlay the encoder's masked predictions: a model folder, or 'default' for the "
-                   "shipped model.")
+@click.option(
+    "--period", type=float, default=None, help="Fold at this period in days [default: the best]."
+)
+@click.option(
+    "--model",
+    "model_dir",
+    default=None,
+    help="Overlay the encoder's masked predictions: a model folder, or 'default' for the "
+    "shipped model.",
+)
 @click.option("--dpi", default=100, show_default=True, type=int, help="PNG resolution.")
 def plot_cmd(input_path, object_id, output, band, columns, flux, period, model_dir, dpi) -> None:
     """Plot one object: light curve, periodogram, folded at the best period and at twice it."""
@@ -487,4 +541,6 @@ def plot_cmd(input_path, object_id, output, band, columns, flux, period, model_d
         raise StarcurveError(f"--period must be a positive number of days, got {period}")
     save_figure(lc.overview(period=period, recon=recon), output, dpi)
     pg_note = f"; masked-prediction RMSE {recon.rmse:.3f} mag" if recon else ""
-    click.echo(f"wrote {output}: {lc.object_id}, bands {','.join(lc.bands)}, {len(lc)} points{pg_note}")
+    click.echo(
+        f"wrote {output}: {lc.object_id}, bands {','.join(lc.bands)}, {len(lc)} points{pg_note}"
+    )

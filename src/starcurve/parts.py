@@ -105,8 +105,9 @@ def in_process(n_parts: int, workers: int | None, scheduler: str | None) -> bool
     return workers == 0 or (workers is None and (n_parts <= 1 or not _has_dask()))
 
 
-def threads_for(n_parts: int, workers: int | None, scheduler: str | None,
-                threads: int | None) -> int:
+def threads_for(
+    n_parts: int, workers: int | None, scheduler: str | None, threads: int | None
+) -> int:
     """Threads per task: as asked, else every core when the run stays in this process, else 1."""
     return threads or (cores() if in_process(n_parts, workers, scheduler) else 1)
 
@@ -172,8 +173,9 @@ def run(
         todo = []
         for i, p in enumerate(parts):
             if _done(folder, i):
-                summary.add(read_json_object(folder / f"part-{i:05d}.json", "part summary"),
-                            computed=False)
+                summary.add(
+                    read_json_object(folder / f"part-{i:05d}.json", "part summary"), computed=False
+                )
             else:
                 todo.append(i)
         total = sum(p.rows or 0 for p in parts) or None

@@ -90,18 +90,27 @@ def read_vectors(source, what: str | None = None) -> tuple[pa.Table, np.ndarray]
         table = read_parquet(path)
     missing = [c for c in (S.ID, VECTOR) if c not in table.column_names]
     if missing:
-        raise StarcurveError(f"{what}: missing column(s) {missing}; an embeddings file (starcurve "
-                             f"embed) has object_id, band, embedding; this one has {table.column_names}")
+        raise StarcurveError(
+            f"{what}: missing column(s) {missing}; an embeddings file (starcurve "
+            f"embed) has object_id, band, embedding; this one has {table.column_names}"
+        )
     if table.num_rows == 0:
         raise StarcurveError(f"{what}: no vectors")
     col = table.column(VECTOR).combine_chunks()
-    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)
-            or pa.types.is_fixed_size_list(col.type)):
-        raise StarcurveError(f"{what}: column 'embedding' must hold lists of numbers, not {col.type}")
+    if not (
+        pa.types.is_list(col.type)
+        or pa.types.is_large_list(col.type)
+        or pa.types.is_fixed_size_list(col.type)
+    ):
+        raise StarcurveError(
+            f"{what}: column 'embedding' must hold lists of numbers, not {col.type}"
+        )
     lens = pc.list_value_length(col).to_numpy(zero_copy_only=False)
     if col.null_count or lens.min() != lens.max() or lens[0] == 0:
-        raise StarcurveError(f"{what}: every embedding must have the same, non-zero length "
-                             f"(found lengths {sorted(set(lens.tolist()))[:5]}, {col.null_count} empty)")
+        raise StarcurveError(
+            f"{what}: every embedding must have the same, non-zero length "
+            f"(found lengths {sorted(set(lens.tolist()))[:5]}, {col.null_count} empty)"
+        )
     try:
         X = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(lens), -1)
     except (pa.ArrowInvalid, ValueError, TypeError) as e:
@@ -109,8 +118,10 @@ def read_vectors(source, what: str | None = None) -> tuple[pa.Table, np.ndarray]
     bad = ~np.isfinite(X).all(1)
     if bad.any():
         ids = table.column(S.ID).take(pa.array(np.flatnonzero(bad)[:3])).to_pylist()
-        raise StarcurveError(f"{what}: {int(bad.sum())} vector(s) hold NaN or infinite values, e.g. "
-                             f"{ids}; drop or re-embed them")
+        raise StarcurveError(
+            f"{what}: {int(bad.sum())} vector(s) hold NaN or infinite values, e.g. "
+            f"{ids}; drop or re-embed them"
+        )
     ids = table.drop_columns([VECTOR])
     if S.BAND not in ids.column_names:
         ids = ids.append_column(S.BAND, pa.array([""] * ids.num_rows, pa.string()))
@@ -140,14 +151,18 @@ class Index:
         """Vectors standardised as the index's own (and unit length for the cosine metric)."""
         X = np.asarray(X, np.float32)
         if X.ndim != 2 or X.shape[1] != self.meta["dim"]:
-            raise StarcurveError(f"query vectors have {X.shape[-1]} numbers; the index holds "
-                                 f"{self.meta['dim']}-number vectors (same model and input?)")
+            raise StarcurveError(
+                f"query vectors have {X.shape[-1]} numbers; the index holds "
+                f"{self.meta['dim']}-number vectors (same model and input?)"
+            )
         Z = np.ascontiguousarray((X - np.float32(self.meta["mean"])) / np.float32(self.meta["std"]))
         if self.meta["metric"] == "cosine":
             faiss().normalize_L2(Z)
         return Z
 
-    def search(self, Z: np.ndarray, k: int, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, Z: np.ndarray, k: int, nprobe: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(distances, rows) [queries, k] of prepared vectors; rows -1 (distance inf) past the end.
         Distances: Euclidean for l2, 1 - cosine similarity for cosine."""
         k = max(1, min(int(k), len(self)))
@@ -189,12 +204,23 @@ class Index:
         data = faiss().serialize_index(self.index)
         atomic_write(folder / "index.faiss", lambda f: f.write(data.tobytes()))
         write_parquet(self.ids, folder / "ids.parquet")
-        atomic_write(folder / "index.json", lambda f: f.write(json.dumps(self.meta, indent=1).encode()))
+        atomic_write(
+            folder / "index.json", lambda f: f.write(json.dumps(self.meta, indent=1).encode())
+        )
         return folder
 
 
-def build(X: np.ndarray, ids: pa.Table, *, metric: str = "l2", kind: str = "auto",
-          nlist: int | None = None, nprobe: int = NPROBE, seed: int = 0, source: str = "") -> Index:
+def build(
+    X: np.ndarray,
+    ids: pa.Table,
+    *,
+    metric: str = "l2",
+    kind: str = "auto",
+    nlist: int | None = None,
+    nprobe: int = NPROBE,
+    seed: int = 0,
+    source: str = "",
+) -> Index:
     """Index vectors ``X`` [n, d] (finite) with their ids; ``kind``: auto (by size), exact or ivf."""
     fa = faiss()
     if metric not in ("l2", "cosine"):
@@ -208,8 +234,18 @@ def build(X: np.ndarray, ids: pa.Table, *, metric: str = "l2", kind: str = "auto
         raise StarcurveError(f"kind must be auto, exact or ivf, got {kind!r}")
     mean, std = X.mean(0, dtype=np.float64), X.std(0, dtype=np.float64)
     std = np.where(std > 0, std, 1.0)  # a constant dimension carries no information: left as is
-    meta = {"format": FORMAT, "version": VERSION, "kind": kind, "metric": metric, "dim": d, "n": n,
-            "mean": mean.tolist(), "std": std.tolist(), "source": str(source), "seed": seed}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": kind,
+        "metric": metric,
+        "dim": d,
+        "n": n,
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "source": str(source),
+        "seed": seed,
+    }
     idx = Index(None, ids, meta)
     Z = idx.prepare(X)
     ip = metric == "cosine"
@@ -243,7 +279,9 @@ def load(folder) -> Index:
         raise StarcurveError(f"{folder}: no such index folder (make one with starcurve index)")
     missing = [f for f in FILES if not (folder / f).is_file()]
     if missing:
-        raise StarcurveError(f"{folder}: not a complete index folder (missing {', '.join(missing)})")
+        raise StarcurveError(
+            f"{folder}: not a complete index folder (missing {', '.join(missing)})"
+        )
     meta = read_json_object(folder / "index.json", "index description")
     if meta.get("format") != FORMAT or meta.get("kind") not in ("exact", "ivf"):
         raise StarcurveError(f"{folder}/index.json: not a starcurve index description")
@@ -251,28 +289,40 @@ def load(folder) -> Index:
         index = fa.read_index(str(folder / "index.faiss"))
     except RuntimeError as e:
         why = str(e).strip().splitlines()[-1][:120] if str(e).strip() else "unreadable"
-        raise StarcurveError(f"{folder}/index.faiss: damaged or not a FAISS index ({why})") from None
+        raise StarcurveError(
+            f"{folder}/index.faiss: damaged or not a FAISS index ({why})"
+        ) from None
     ids = read_parquet(folder / "ids.parquet")
-    if index.ntotal != meta.get("n") or ids.num_rows != meta.get("n") or index.d != meta.get("dim") \
-            or S.ID not in ids.column_names or len(meta.get("mean", [])) != index.d:
-        raise StarcurveError(f"{folder}: index.faiss ({index.ntotal} vectors), ids.parquet "
-                             f"({ids.num_rows} rows) and index.json do not match; rebuild the index")
+    if (
+        index.ntotal != meta.get("n")
+        or ids.num_rows != meta.get("n")
+        or index.d != meta.get("dim")
+        or S.ID not in ids.column_names
+        or len(meta.get("mean", [])) != index.d
+    ):
+        raise StarcurveError(
+            f"{folder}: index.faiss ({index.ntotal} vectors), ids.parquet "
+            f"({ids.num_rows} rows) and index.json do not match; rebuild the index"
+        )
     return Index(index, ids, meta)
 
 
 # ----------------------------------------------------------------------------- answers
 
 
-def similar(idx: Index, query, k: int = 10, *, band: str | None = None,
-            nprobe: int | None = None) -> pa.Table:
+def similar(
+    idx: Index, query, k: int = 10, *, band: str | None = None, nprobe: int | None = None
+) -> pa.Table:
     """The k nearest objects of each query: an object id in the index (each of its bands, or
     ``band``), or an embeddings file / table. One row per (query, rank)."""
     if k < 1:
         raise StarcurveError(f"k must be at least 1, got {k}")
     if isinstance(query, pa.Table) or Path(str(query)).is_file():
         if band is not None:
-            raise StarcurveError("band picks the vectors of an object id; a query file's vectors are "
-                                 "all used (keep only the rows you want in the file)")
+            raise StarcurveError(
+                "band picks the vectors of an object id; a query file's vectors are "
+                "all used (keep only the rows you want in the file)"
+            )
         qids, Xq = read_vectors(query, None if isinstance(query, pa.Table) else str(query))
         Z = idx.prepare(Xq)
     else:
@@ -282,15 +332,19 @@ def similar(idx: Index, query, k: int = 10, *, band: str | None = None,
         rows = np.flatnonzero(sel.to_numpy(zero_copy_only=False))
         if len(rows) == 0:
             on = f" in band {band}" if band else ""
-            raise StarcurveError(f"no object {query!r}{on} in the index ({len(idx)} vectors) and no "
-                                 f"file of that name")
+            raise StarcurveError(
+                f"no object {query!r}{on} in the index ({len(idx)} vectors) and no "
+                f"file of that name"
+            )
         qids, Z = idx.ids.take(pa.array(rows)), idx.vectors(rows)
     D, I = idx.neighbours(Z, qids.column(S.ID).to_pylist(), k, nprobe)
     q, r = np.nonzero(I >= 0)
     hits = idx.ids.take(pa.array(I[q, r]))
-    cols = {"query_id": qids.column(S.ID).take(pa.array(q)),
-            "query_band": qids.column(S.BAND).take(pa.array(q)),
-            "rank": pa.array(r + 1, pa.int32())}
+    cols = {
+        "query_id": qids.column(S.ID).take(pa.array(q)),
+        "query_band": qids.column(S.BAND).take(pa.array(q)),
+        "rank": pa.array(r + 1, pa.int32()),
+    }
     if S.LABEL in qids.column_names:
         cols["query_label"] = qids.column(S.LABEL).take(pa.array(q))
     cols.update({c: hits.column(c) for c in hits.column_names})
@@ -298,8 +352,9 @@ def similar(idx: Index, query, k: int = 10, *, band: str | None = None,
     return pa.table(cols)
 
 
-def anomaly_scores(idx: Index, k: int = 10, *, seed: int = 0, n_estimators: int = 200,
-                   nprobe: int | None = None) -> dict[str, np.ndarray]:
+def anomaly_scores(
+    idx: Index, k: int = 10, *, seed: int = 0, n_estimators: int = 200, nprobe: int | None = None
+) -> dict[str, np.ndarray]:
     """Per indexed vector: ``knn_distance`` (mean distance to its k nearest other objects) and
     ``iforest_score`` (minus scikit-learn's IsolationForest ``score_samples``); higher is odder."""
     from sklearn.ensemble import IsolationForest
@@ -350,20 +405,35 @@ FAISS_THREADS = "FAISS (OpenMP) threads [default: OMP_NUM_THREADS, else every co
 @input_option("Embeddings (starcurve embed) or any Parquet file with object_id, band, embedding.")
 @output_option(OUTPUT_DIR, "Index folder.")
 @click.option("--metric", type=click.Choice(["l2", "cosine"]), default="l2", show_default=True)
-@click.option("--kind", type=click.Choice(["auto", "exact", "ivf"]), default="auto", show_default=True,
-              help=f"auto: exact below {EXACT_MAX:,} vectors, IVF from there on.")
-@click.option("--nlist", type=click.IntRange(min=1), default=None,
-              help="IVF cells [default: 4 sqrt(n), a power of 2].")
-@click.option("--nprobe", type=click.IntRange(min=1), default=NPROBE, show_default=True,
-              help="IVF cells per query.")
+@click.option(
+    "--kind",
+    type=click.Choice(["auto", "exact", "ivf"]),
+    default="auto",
+    show_default=True,
+    help=f"auto: exact below {EXACT_MAX:,} vectors, IVF from there on.",
+)
+@click.option(
+    "--nlist",
+    type=click.IntRange(min=1),
+    default=None,
+    help="IVF cells [default: 4 sqrt(n), a power of 2].",
+)
+@click.option(
+    "--nprobe",
+    type=click.IntRange(min=1),
+    default=NPROBE,
+    show_default=True,
+    help="IVF cells per query.",
+)
 @seed_option("Seed of the IVF k-means and of its training sample.")
 @threads_option(FAISS_THREADS)
 def index_cmd(input_path, output, metric, kind, nlist, nprobe, seed, threads) -> None:
     """Build a vector index of embeddings (exact for small sets, approximate for large ones)."""
     _threads(threads)
     ids, X = read_vectors(input_path)
-    idx = build(X, ids, metric=metric, kind=kind, nlist=nlist, nprobe=nprobe, seed=seed,
-                source=input_path)
+    idx = build(
+        X, ids, metric=metric, kind=kind, nlist=nlist, nprobe=nprobe, seed=seed, source=input_path
+    )
     idx.save(output)
     cells = f", {idx.meta['nlist']} cells, nprobe {idx.meta['nprobe']}" if idx.kind == "ivf" else ""
     click.echo(f"wrote {output}: {len(idx)} vectors of {X.shape[1]}, {idx.kind} {metric}{cells}")
@@ -372,13 +442,21 @@ def index_cmd(input_path, output, metric, kind, nlist, nprobe, seed, threads) ->
 @click.command("similar")
 @click.option("--index", "index_dir", required=True, help="Index folder (starcurve index).")
 @click.option("--query", required=True, help="An object id in the index, or an embeddings file.")
-@click.option("--k", default=10, show_default=True, type=click.IntRange(min=1),
-              help="Neighbours per query.")
-@click.option("--band", default=None,
-              help="With an object id: only its vector of this band [default: each of its bands].")
+@click.option(
+    "--k", default=10, show_default=True, type=click.IntRange(min=1), help="Neighbours per query."
+)
+@click.option(
+    "--band",
+    default=None,
+    help="With an object id: only its vector of this band [default: each of its bands].",
+)
 @output_option(OUTPUT_FILE, "Hits (Parquet): one row per query and rank.")
-@click.option("--nprobe", type=click.IntRange(min=1), default=None,
-              help="IVF cells per query [default: the index's].")
+@click.option(
+    "--nprobe",
+    type=click.IntRange(min=1),
+    default=None,
+    help="IVF cells per query [default: the index's].",
+)
 @threads_option(FAISS_THREADS)
 def similar_cmd(index_dir, query, k, band, output, nprobe, threads) -> None:
     """The k objects most like a query (never the query itself), nearest first."""
@@ -386,26 +464,48 @@ def similar_cmd(index_dir, query, k, band, output, nprobe, threads) -> None:
     hits = similar(load(index_dir), query, k, band=band, nprobe=nprobe)
     write_parquet(hits, output)
     click.echo(f"wrote {hits.num_rows} hits to {output}")
-    show = [c for c in ("query_id", "rank", S.ID, S.BAND, S.LABEL, "distance") if c in hits.column_names]
+    show = [
+        c for c in ("query_id", "rank", S.ID, S.BAND, S.LABEL, "distance") if c in hits.column_names
+    ]
     click.echo(hits.slice(0, min(k, 10)).select(show).to_pandas().to_string(index=False))
 
 
 @click.command("anomalies")
 @input_option("Embeddings (starcurve embed).")
 @output_option(OUTPUT_FILE, "Ranking (Parquet), oddest first.")
-@click.option("--k", default=10, show_default=True, type=click.IntRange(min=1),
-              help="Neighbours of the kNN distance.")
-@click.option("--by", type=click.Choice(["knn", "iforest", "mean-rank"]), default="knn",
-              show_default=True, help="The score that orders the ranking (both are written).")
+@click.option(
+    "--k",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Neighbours of the kNN distance.",
+)
+@click.option(
+    "--by",
+    type=click.Choice(["knn", "iforest", "mean-rank"]),
+    default="knn",
+    show_default=True,
+    help="The score that orders the ranking (both are written).",
+)
 @click.option("--metric", type=click.Choice(["l2", "cosine"]), default="l2", show_default=True)
-@click.option("--lightcurves", default=None, help="Light curves of the same objects: draw the top ones.")
-@click.option("--sheet", default=None, type=OUTPUT_FILE, help="Contact sheet PNG [default: OUTPUT "
-              "with .png].")
-@click.option("--top", default=25, show_default=True, type=click.IntRange(min=1),
-              help="Light curves on the sheet.")
+@click.option(
+    "--lightcurves", default=None, help="Light curves of the same objects: draw the top ones."
+)
+@click.option(
+    "--sheet", default=None, type=OUTPUT_FILE, help="Contact sheet PNG [default: OUTPUT with .png]."
+)
+@click.option(
+    "--top",
+    default=25,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Light curves on the sheet.",
+)
 @seed_option("Isolation forest (and IVF) seed.")
 @threads_option(FAISS_THREADS)
-def anomalies_cmd(input_path, output, k, by, metric, lightcurves, sheet, top, seed, threads) -> None:
+def anomalies_cmd(
+    input_path, output, k, by, metric, lightcurves, sheet, top, seed, threads
+) -> None:
     """Rank objects by how far they are from the rest: kNN distance, isolation forest."""
     _threads(threads)
     ids, X = read_vectors(input_path)
@@ -443,16 +543,19 @@ def _sheet(top: pa.Table, lightcurves: str, path: str) -> int:
         if key not in have:
             missing.append(f"{key[0]}/{key[1]}")
             continue
-        one = table.filter(pc.and_(pc.equal(table.column(S.ID), key[0]),
-                                   pc.equal(table.column(S.BAND), key[1])))
+        one = table.filter(
+            pc.and_(pc.equal(table.column(S.ID), key[0]), pc.equal(table.column(S.BAND), key[1]))
+        )
         try:
             curves.append(light_curves(one, [key[0]])[key[0]])
         except StarcurveError as e:
             missing.append(f"{key[0]} ({e})")
             continue
         label = f" {row[S.LABEL]}" if row.get(S.LABEL) else ""
-        titles.append(f"#{row['rank']} {row[S.ID]}{label}\nkNN {row['knn_distance']:.2f}, "
-                      f"iforest {row['iforest_score']:.2f}")
+        titles.append(
+            f"#{row['rank']} {row[S.ID]}{label}\nkNN {row['knn_distance']:.2f}, "
+            f"iforest {row['iforest_score']:.2f}"
+        )
     if missing:
         log.warning("not on the contact sheet (not in %s): %s", lightcurves, ", ".join(missing[:5]))
     if not curves:

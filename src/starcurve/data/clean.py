@@ -66,7 +66,9 @@ class CleanReport:
     points: dict[str, int] = field(default_factory=dict)
     objects: dict[str, int] = field(default_factory=dict)
     removed: dict[str, str] = field(default_factory=dict)  # "object_id/band" -> reason
-    kept: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # input row of each output row
+    kept: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, np.int64)
+    )  # input row of each output row
 
     def to_dict(self) -> dict:
         return {
@@ -93,7 +95,9 @@ class CleanReport:
         return ok
 
     def __str__(self) -> str:
-        parts = [f"{k}: {v} points in {self.objects.get(k, 0)} LCs" for k, v in self.points.items() if v]
+        parts = [
+            f"{k}: {v} points in {self.objects.get(k, 0)} LCs" for k, v in self.points.items() if v
+        ]
         kept = f"kept {self.objects_out}/{self.objects_in} LCs, {self.points_out}/{self.points_in} points"
         gone = f"; removed {len(self.removed)} LCs" if self.removed else ""
         return kept + gone + ("; dropped " + ", ".join(parts) if parts else "")

@@ -45,7 +45,10 @@ def rnn_input(
     idx = doff[:-1, None, None] + j
     valid = np.arange(T)[None, :] < steps[:, None]
     idx = np.where(valid[:, :, None], idx, 0)
-    x = np.concatenate([dt[idx] if len(dt) else np.zeros(idx.shape), dm[idx] if len(dm) else np.zeros(idx.shape)], axis=2)
+    x = np.concatenate(
+        [dt[idx] if len(dt) else np.zeros(idx.shape), dm[idx] if len(dm) else np.zeros(idx.shape)],
+        axis=2,
+    )
     x[~valid] = 0
     return x.astype(np.float32), steps
 

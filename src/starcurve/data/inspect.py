@@ -15,8 +15,9 @@ from starcurve.data.io import read_chunks
 from starcurve.errors import StarcurveError
 
 
-def summarise(path, band: str | None = None, columns: dict | None = None,
-              min_obs: int = MIN_OBS) -> dict:
+def summarise(
+    path, band: str | None = None, columns: dict | None = None, min_obs: int = MIN_OBS
+) -> dict:
     """Counts, lengths, time span and the cleaning report (``clean`` with ``min_obs``); streams
     nested Parquet shard by shard. ``band``: only rows of these bands (comma-separated)."""
     p = str(path)
@@ -47,7 +48,8 @@ def summarise(path, band: str | None = None, columns: dict | None = None,
     lens = np.concatenate(lens) if lens else np.zeros(0, int)
     spans = np.concatenate(spans) if spans else np.zeros(0)
     stat = lambda a: {
-        "min": float(a.min()) if len(a) else 0, "median": float(np.median(a)) if len(a) else 0,
+        "min": float(a.min()) if len(a) else 0,
+        "median": float(np.median(a)) if len(a) else 0,
         "max": float(a.max()) if len(a) else 0,
     }
     return {
@@ -70,8 +72,9 @@ def summarise(path, band: str | None = None, columns: dict | None = None,
 @columns_option
 @min_obs_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def inspect(input_path: str, band: str | None, columns: dict | None, min_obs: int,
-            as_json: bool) -> None:
+def inspect(
+    input_path: str, band: str | None, columns: dict | None, min_obs: int, as_json: bool
+) -> None:
     """Summarise a light-curve file or folder: objects, bands, classes, lengths, what cleaning drops."""
     info = summarise(input_path, band, columns, min_obs)
     if as_json:
@@ -85,8 +88,12 @@ def inspect(input_path: str, band: str | None, columns: dict | None, min_obs: in
     if info["classes"]:
         click.echo("  classes " + ", ".join(f"{k}: {v:,}" for k, v in info["classes"].items()))
     click.echo(f"  obs/LC  min {o['min']}  median {o['median']}  max {o['max']}")
-    click.echo(f"  span    min {ts['min']:.1f} d  median {ts['median']:.1f} d  max {ts['max']:.1f} d")
+    click.echo(
+        f"  span    min {ts['min']:.1f} d  median {ts['median']:.1f} d  max {ts['max']:.1f} d"
+    )
     d = info["dropped"]
     parts = ", ".join(f"{k} {v:,}" for k, v in d["points"].items() if v) or "no"
-    click.echo(f"  cleaning would drop: {parts} points; {d['light_curves']} light curves "
-               f"(--min-obs {info['min_obs']})")
+    click.echo(
+        f"  cleaning would drop: {parts} points; {d['light_curves']} light curves "
+        f"(--min-obs {info['min_obs']})"
+    )

@@ -81,7 +81,11 @@ def read(
     if flux:
         table = flux_to_mag(table, zero_point)
     if band is not None and band != "*":
-        keep = [b.strip() for b in band.split(",") if b.strip()] if isinstance(band, str) else list(band)
+        keep = (
+            [b.strip() for b in band.split(",") if b.strip()]
+            if isinstance(band, str)
+            else list(band)
+        )
         table = table.filter(pc.is_in(table.column(S.BAND), pa.array(keep, pa.string())))
     return table
 
@@ -129,7 +133,11 @@ def _shard_tables(
                 yield from tables(pq.ParquetFile(f), *([p] if with_path else []))
         except (pa.ArrowInvalid, OSError) as e:
             size = p.stat().st_size if p.is_file() else -1
-            why = "the file is empty" if size == 0 else f"not a readable Parquet file ({_first_line(e)})"
+            why = (
+                "the file is empty"
+                if size == 0
+                else f"not a readable Parquet file ({_first_line(e)})"
+            )
             if len(files) == 1:
                 raise StarcurveError(f"{p}: {why}") from None
             bad += 1
@@ -176,7 +184,9 @@ def check_one_object(table: pa.Table, what: str, mapping: Mapping[str, str] | No
     t = _numeric(table, mapping.get(S.TIME, S.TIME))
     band_col = mapping.get(S.BAND, S.BAND)
     if band_col in table.column_names:
-        bands = np.asarray(table.column(band_col).cast(pa.string()).to_numpy(zero_copy_only=False), str)
+        bands = np.asarray(
+            table.column(band_col).cast(pa.string()).to_numpy(zero_copy_only=False), str
+        )
     else:
         bands = np.zeros(len(t), str)
     ok = np.isfinite(t)
@@ -185,8 +195,9 @@ def check_one_object(table: pa.Table, what: str, mapping: Mapping[str, str] | No
     t, bands = t[order], bands[order]
     back = int(((bands[1:] == bands[:-1]) & (np.diff(t) <= 0)).sum())
     if back:
-        others = [c for c in table.column_names
-                  if c not in (*S.LIST_COLUMNS, S.BAND, *mapping.values())]
+        others = [
+            c for c in table.column_names if c not in (*S.LIST_COLUMNS, S.BAND, *mapping.values())
+        ]
         raise StarcurveError(
             f"{what} has no object_id column, but its times repeat or go back ({back} times), so it "
             "holds several light curves. Name the column that tells them apart: "
@@ -199,7 +210,9 @@ def _nest_long(table: pa.Table) -> pa.Table:
     """Group a long table (one row per observation) into one row per (object, band)."""
     t, m, e = (_numeric(table, c) for c in S.LIST_COLUMNS)
     ids = np.asarray(table.column(S.ID).cast(pa.string()).to_numpy(zero_copy_only=False), dtype=str)
-    bands = np.asarray(table.column(S.BAND).cast(pa.string()).to_numpy(zero_copy_only=False), dtype=str)
+    bands = np.asarray(
+        table.column(S.BAND).cast(pa.string()).to_numpy(zero_copy_only=False), dtype=str
+    )
     key = np.char.add(np.char.add(ids, "\x00"), bands)
     uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
@@ -254,8 +267,9 @@ def read_text_file(path: Path, columns: Mapping[str, str] | None = None) -> pa.T
             f"{path.name}: needs time, mag and err columns and at least one data line"
         )
     if extra_lines:
-        log.warning("%s: skipped %d line(s) with more fields than the others", path.name,
-                    len(extra_lines))
+        log.warning(
+            "%s: skipped %d line(s) with more fields than the others", path.name, len(extra_lines)
+        )
     table = pa.table({c: pa.Array.from_pandas(df[c], type=pa.string()) for c in df.columns})
     if S.ID not in mapping and S.ID not in table.column_names:
         check_one_object(table, path.name, mapping)
@@ -365,8 +379,9 @@ def iter_tables(
         nested = time_col in schema.names and pa.types.is_list(schema.field(time_col).type)
         batches = pf.iter_batches(batch_size=batch_rows, columns=columns) if nested else [pf.read()]
         for batch in batches:
-            table = read(pa.Table.from_batches([batch]) if nested else batch, band=band,
-                         columns=mapping)
+            table = read(
+                pa.Table.from_batches([batch]) if nested else batch, band=band, columns=mapping
+            )
             if table.num_rows:
                 yield table
 
@@ -428,7 +443,9 @@ class Partition:
     skip: int | None = None
 
 
-def partitions(source, *, rows: int = 2048, columns: Mapping[str, str] | None = None) -> list[Partition]:
+def partitions(
+    source, *, rows: int = 2048, columns: Mapping[str, str] | None = None
+) -> list[Partition]:
     """The partitions of an input, from Parquet footers only: consecutive row groups of each file
     grouped up to ``rows`` rows; a bigger row group is cut into pieces of ``rows`` rows (each piece
     streams the group from its start: shards with smaller row groups read faster). Files in name

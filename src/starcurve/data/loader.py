@@ -61,7 +61,9 @@ class WindowStream(IterableDataset):
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         part, parts = self.rank * nw + wid, self.world * nw
-        for i, table in enumerate(iter_tables(self.paths, batch_rows=self.batch_rows, band=self.band)):
+        for i, table in enumerate(
+            iter_tables(self.paths, batch_rows=self.batch_rows, band=self.band)
+        ):
             if i % parts != part:
                 continue
             if self.exclude:

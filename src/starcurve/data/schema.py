@@ -82,7 +82,9 @@ def validate(table: pa.Table) -> pa.Table:
             table = table.set_column(table.schema.get_field_index(name), name, col)
     t_off, m_off, e_off = (flat(table, c)[1] for c in LIST_COLUMNS)
     if not (np.array_equal(t_off, m_off) and np.array_equal(t_off, e_off)):
-        bad = np.flatnonzero((np.diff(t_off) != np.diff(m_off)) | (np.diff(t_off) != np.diff(e_off)))
+        bad = np.flatnonzero(
+            (np.diff(t_off) != np.diff(m_off)) | (np.diff(t_off) != np.diff(e_off))
+        )
         ids = table.column(ID).take(pa.array(bad[:3])).to_pylist()
         raise StarcurveError(
             f"time, mag and mag_err differ in length for {len(bad)} light curve(s), e.g. {ids}"

@@ -522,11 +522,38 @@ def _series(ca: list, sa: list, c1, s1) -> np.ndarray:
 # literature-style ranges: period (lognormal median, sigma, clip low, clip high), radii / a, mass
 # ratio q, surface-brightness ratio J, impact parameter b, ellipsoidal alpha, eccentric phase shift
 EB_FIELDS = ("p", "r1", "q", "J", "b", "alpha", "ecc")
-EB_PARAMS = {name: dict(zip(EB_FIELDS, row)) for name, row in {
-    "EB_contact": ((0.37, 0.25, 0.22, 1.2), (0.38, 0.48), (0.1, 1.0), (0.8, 1.0), (0.0, 0.9), 2.0, 0.0),
-    "EB_semidetached": ((1.0, 0.6, 0.3, 15.0), (0.25, 0.4), (0.2, 0.7), (0.1, 0.6), (0.0, 0.9), 1.5, 0.0),
-    "EB_detached": ((2.5, 0.8, 0.4, 100.0), (0.1, 0.35), (0.5, 1.0), (0.2, 1.0), (0.0, 0.95), 1.5, 0.015),
-}.items()}
+EB_PARAMS = {
+    name: dict(zip(EB_FIELDS, row))
+    for name, row in {
+        "EB_contact": (
+            (0.37, 0.25, 0.22, 1.2),
+            (0.38, 0.48),
+            (0.1, 1.0),
+            (0.8, 1.0),
+            (0.0, 0.9),
+            2.0,
+            0.0,
+        ),
+        "EB_semidetached": (
+            (1.0, 0.6, 0.3, 15.0),
+            (0.25, 0.4),
+            (0.2, 0.7),
+            (0.1, 0.6),
+            (0.0, 0.9),
+            1.5,
+            0.0,
+        ),
+        "EB_detached": (
+            (2.5, 0.8, 0.4, 100.0),
+            (0.1, 0.35),
+            (0.5, 1.0),
+            (0.2, 1.0),
+            (0.0, 0.95),
+            1.5,
+            0.015,
+        ),
+    }.items()
+}
 
 
 def _eclipsing(name: str, t, rep, b, rng) -> np.ndarray:

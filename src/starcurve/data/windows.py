@@ -43,7 +43,9 @@ def window_starts(offsets: np.ndarray, n: int, mode: str = "consecutive", rng=No
     elif mode == "random":
         rng = rng if rng is not None else np.random.default_rng()
         row = np.arange(len(lens))
-        start = offsets[:-1] + (rng.random(len(lens)) * (np.maximum(lens - n, 0) + 1)).astype(np.int64)
+        start = offsets[:-1] + (rng.random(len(lens)) * (np.maximum(lens - n, 0) + 1)).astype(
+            np.int64
+        )
     else:
         raise ValueError(f"mode must be 'consecutive' or 'random', got {mode!r}")
     return start, np.minimum(lens[row], n), row
@@ -67,9 +69,7 @@ def windows(
         tw = np.where(mask, tw - t_mean[:, None], 0.0)
         mw = np.where(mask, mw - m_mean[:, None], 0.0)
     with np.errstate(over="ignore"):  # a time beyond float32 becomes inf: the encoder skips it
-        return Windows(
-            tw.astype(np.float32), mw.astype(np.float32), ew, mask, row, t_mean, m_mean
-        )
+        return Windows(tw.astype(np.float32), mw.astype(np.float32), ew, mask, row, t_mean, m_mean)
 
 
 def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:

@@ -118,7 +118,9 @@ def prepare(data, band: str) -> FS1Data:
     ids = np.asarray(table.column(S.ID).to_pylist(), dtype=str)
     multi = None
     if band == "all":  # every band of the kept objects; the split stays per object
-        multi, _ = clean(every_band.filter(pc.is_in(every_band.column(S.ID), pa.array(ids))), min_obs=FS1_MIN_OBS)
+        multi, _ = clean(
+            every_band.filter(pc.is_in(every_band.column(S.ID), pa.array(ids))), min_obs=FS1_MIN_OBS
+        )
 
     source_test = None
     if S.SPLIT in table.column_names:
@@ -197,7 +199,9 @@ class Method:
 def features(ctx: Context):
     from starcurve.models.estimators import Features
 
-    return Features(ctx.features, min_obs=FS1_MIN_OBS, per_object=ctx.objects, progress=ctx.progress)
+    return Features(
+        ctx.features, min_obs=FS1_MIN_OBS, per_object=ctx.objects, progress=ctx.progress
+    )
 
 
 def embedder(ctx: Context):
@@ -232,15 +236,38 @@ def register(method: Method) -> Method:
     return method
 
 
-register(Method("forest", "light-curve features + random forest", lambda c: [features(c)], probe="forest"))
-register(Method("embed", "embeddings of --model + MLP probe", lambda c: [embedder(c)], embedding=True))
-register(Method("hybrid", "embeddings joined with features + MLP probe",
-                lambda c: [embedder(c), features(c)], embedding=True))
-register(Method("hybrid-forest", "embeddings joined with features + random forest",
-                lambda c: [embedder(c), features(c)], probe="forest", embedding=True))
+register(
+    Method(
+        "forest", "light-curve features + random forest", lambda c: [features(c)], probe="forest"
+    )
+)
+register(
+    Method("embed", "embeddings of --model + MLP probe", lambda c: [embedder(c)], embedding=True)
+)
+register(
+    Method(
+        "hybrid",
+        "embeddings joined with features + MLP probe",
+        lambda c: [embedder(c), features(c)],
+        embedding=True,
+    )
+)
+register(
+    Method(
+        "hybrid-forest",
+        "embeddings joined with features + random forest",
+        lambda c: [embedder(c), features(c)],
+        probe="forest",
+        embedding=True,
+    )
+)
 register(Method("rnn", "GRU on (dt, dm) trained on the training set", classifier=_network("rnn")))
-register(Method("cnn", "1-D CNN on (dt, dm) trained on the training set", classifier=_network("cnn")))
-register(Method("finetune", "the encoder of --model trained with a classifier", classifier=_finetune))
+register(
+    Method("cnn", "1-D CNN on (dt, dm) trained on the training set", classifier=_network("cnn"))
+)
+register(
+    Method("finetune", "the encoder of --model trained with a classifier", classifier=_finetune)
+)
 
 
 def _make_forest(seed: int):
@@ -280,7 +307,9 @@ def model_id(model: str | Path | None) -> str:
 
     folder = Path(model) if model else DEFAULT_MODEL
     files = [folder / "config.json", folder / "model.safetensors"]
-    return f"{folder}:{_hash(hashlib.sha1(f.read_bytes()).hexdigest() for f in files if f.is_file())}"
+    return (
+        f"{folder}:{_hash(hashlib.sha1(f.read_bytes()).hexdigest() for f in files if f.is_file())}"
+    )
 
 
 def _vectors(t, data: FS1Data, ctx: Context) -> tuple[np.ndarray, dict]:
@@ -318,7 +347,9 @@ def _method_vectors(method: Method, data: FS1Data, ctx: Context) -> tuple[np.nda
     (hybrid: the embeddings, then the features)."""
     ctx = Context(**{**vars(ctx), "objects": data.multi is not None})
     parts = [_vectors(t, data, ctx) for t in method.transformers(ctx)]
-    timing = {k: sum(info[k] for _, info in parts) for k in ("seconds_per_lc", "cpu_seconds_per_lc")}
+    timing = {
+        k: sum(info[k] for _, info in parts) for k in ("seconds_per_lc", "cpu_seconds_per_lc")
+    }
     if len(parts) == 1:
         return parts[0][0], parts[0][1], timing
     info = {part[1]["key"]["vectoriser"]: part[1] for part in parts}
@@ -438,7 +469,9 @@ def run(
                                                      y_train, cell_dir)  # fmt: skip
         pred = np.asarray(pred).astype(str)
         if len(pred) != len(y_test):
-            raise StarcurveError(f"method {method} returned {len(pred)} predictions for {len(y_test)}")
+            raise StarcurveError(
+                f"method {method} returned {len(pred)} predictions for {len(y_test)}"
+            )
         cell.update(_score(y_test, pred, fs1.classes))
         cells[key] = cell
         atomic_json({"header": header, "cells": cells}, cells_path)
@@ -546,11 +579,18 @@ def versions(info: dict) -> dict:
 @click.command("benchmark")
 @data_option("Labeled light curves (a Parquet file).")
 @band_option
-@click.option("--all-bands", is_flag=True,
-              help="One vector per object from all its bands (of --band) [default: one band per "
-                   "object: the band given, else each object's first row].")
+@click.option(
+    "--all-bands",
+    is_flag=True,
+    help="One vector per object from all its bands (of --band) [default: one band per "
+    "object: the band given, else each object's first row].",
+)
 @click.option("--method", required=True, help=f"One of: {', '.join(METHODS)}.")
-@click.option("--model", default=None, help="Model folder for embed/hybrid/finetune [default: the shipped one].")
+@click.option(
+    "--model",
+    default=None,
+    help="Model folder for embed/hybrid/finetune [default: the shipped one].",
+)
 @output_option(OUTPUT_DIR, "Result folder.")
 @click.option("--n", "ns", default="20,100,500", show_default=True, help="Labels per class.")
 @click.option("--folds", default=3, show_default=True, help="Number of folds.")
@@ -559,17 +599,24 @@ def versions(info: dict) -> dict:
     "--features", default="auto", show_default=True,
     type=click.Choice(["auto", "light-curve", "numpy"]), help="Feature backend (forest, hybrid).",
 )  # fmt: skip
-@click.option("--layers", type=click.Choice(["last", "weighted"]), default=None,
-              help="Embedding readout for embed/hybrid [default: the model's].")
+@click.option(
+    "--layers",
+    type=click.Choice(["last", "weighted"]),
+    default=None,
+    help="Embedding readout for embed/hybrid [default: the model's].",
+)
 @click.option("--shuffle-labels", is_flag=True, help="Negative control: must score at chance.")
-def benchmark_cmd(data, band, all_bands, method, model, output, ns, folds, seed, features, layers,
-                  shuffle_labels):
+def benchmark_cmd(
+    data, band, all_bands, method, model, output, ns, folds, seed, features, layers, shuffle_labels
+):
     """Score METHOD on a labeled file with the FS-1 protocol (see BENCHMARK.md)."""
     if len(data) != 1:
         raise StarcurveError("--data: FS-1 scores one labeled file at a time")
     data_path, out_dir = data[0], output
     if band and "," in band and not all_bands:
-        raise StarcurveError("--band with several bands needs --all-bands (FS-1 uses one row per object)")
+        raise StarcurveError(
+            "--band with several bands needs --all-bands (FS-1 uses one row per object)"
+        )
     fs1_band = "all" if all_bands else (band or "*")
     try:
         sizes = [int(x) for x in ns.split(",") if x.strip()]

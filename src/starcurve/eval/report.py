@@ -37,7 +37,9 @@ def pyplot():
 def save_figure(fig, path, dpi: int = 120) -> Path:
     """Write a figure as PNG atomically (``starcurve.files.atomic_write``) and close it."""
     try:
-        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight"))
+        return atomic_write(
+            path, lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
+        )
     finally:
         pyplot().close(fig)
 
@@ -90,7 +92,11 @@ def run_table(result: dict) -> str:
         "Macro F1 on the fixed test set, mean ± std (numpy, ddof=0) over "
         f"{result.get('folds', 3)} folds; s / light curve: wall-clock seconds per light curve to turn "
         "light curves into vectors (or predictions)"
-        + (f", CPU seconds {result['cpu_seconds_per_lc']:.4f}" if result.get("cpu_seconds_per_lc") else "")
+        + (
+            f", CPU seconds {result['cpu_seconds_per_lc']:.4f}"
+            if result.get("cpu_seconds_per_lc")
+            else ""
+        )
         + ".",
         "",
         f"- classes ({len(result['classes'])}): {', '.join(result['classes'])}",
@@ -124,7 +130,9 @@ def plot_f1_vs_n(results: list[dict], path: Path, title: str = "FS-1") -> None:
     for r in results:
         ns = sorted(int(n) for n in r["results"])
         mean = np.array([r["results"][str(n)]["f1_mean"] for n in ns])
-        folds = [r["results"][str(n)].get("f1_folds", [r["results"][str(n)]["f1_mean"]]) for n in ns]
+        folds = [
+            r["results"][str(n)].get("f1_folds", [r["results"][str(n)]["f1_mean"]]) for n in ns
+        ]
         label = f"{_name(r)} · {r['dataset']} ({r['band']})"
         (line,) = ax.plot(ns, mean, marker="o", label=label)
         ax.fill_between(ns, [min(f) for f in folds], [max(f) for f in folds],
@@ -164,7 +172,9 @@ def plot_confusion(result: dict, path: Path) -> None:
         ax.set_xlabel("predicted")
         ax.set_title(f"n = {n}", fontsize=9)
     axes[0][0].set_ylabel("true")
-    fig.suptitle(f"{_name(result)} on {result['dataset']} ({result['band']}), all folds", fontsize=9)
+    fig.suptitle(
+        f"{_name(result)} on {result['dataset']} ({result['band']}), all folds", fontsize=9
+    )
     save_figure(fig, path)
 
 
@@ -208,7 +218,9 @@ def plot_embedding(X: np.ndarray, labels: np.ndarray, path: Path, title: str = "
 def write_run_report(result: dict, out, embedding=None) -> None:
     """report.md and the plots of one run in ``out``; ``embedding`` = (X_test, y_test) or None."""
     out = Path(out)
-    plot_f1_vs_n([result], out / "f1_vs_n.png", title=f"FS-1 {result['dataset']} ({result['band']})")
+    plot_f1_vs_n(
+        [result], out / "f1_vs_n.png", title=f"FS-1 {result['dataset']} ({result['band']})"
+    )
     plot_confusion(result, out / "confusion.png")
     text = run_table(result)
     text += "\n![macro F1 vs n](f1_vs_n.png)\n\n![confusion](confusion.png)\n"
@@ -244,7 +256,11 @@ def write_comparison(results: list[dict], out, title: str = "FS-1 comparison") -
     out.mkdir(parents=True, exist_ok=True)
     plot_f1_vs_n(results, out / "f1_vs_n.png", title=title)
     machines = sorted({r["machine"] for r in results})
-    text = f"# {title}\n\n" + comparison_table(results) + "\n\nMacro F1, mean ± std over folds. Machines: "
+    text = (
+        f"# {title}\n\n"
+        + comparison_table(results)
+        + "\n\nMacro F1, mean ± std over folds. Machines: "
+    )
     text += "; ".join(machines) + ".\n\n![macro F1 vs n](f1_vs_n.png)\n"
     tmp = out / ".report.md.tmp"
     tmp.write_text(text)
@@ -252,10 +268,13 @@ def write_comparison(results: list[dict], out, title: str = "FS-1 comparison") -
 
 
 @click.command("report")
-@input_option("An FS-1 result folder (starcurve benchmark) or its results.json; give --input once per "
-              "run.", multiple=True)
-@output_option(OUTPUT_DIR, "Write report.md and f1_vs_n.png here (else only print the table).",
-               required=False)
+@input_option(
+    "An FS-1 result folder (starcurve benchmark) or its results.json; give --input once per run.",
+    multiple=True,
+)
+@output_option(
+    OUTPUT_DIR, "Write report.md and f1_vs_n.png here (else only print the table).", required=False
+)
 def report_cmd(input_path, output):
     """Merge FS-1 result folders into one comparison table (and plot with --output)."""
     results = load_results(input_path)

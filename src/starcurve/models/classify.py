@@ -32,7 +32,18 @@ import torch
 from starcurve.data.views import cached_periods, log10_false_alarm
 from starcurve.errors import StarcurveError
 
-FINE = ["RRab", "RRc", "Cepheid", "DSCT", "EB_contact", "EB_semidetached", "EB_detached", "LPV", "ACV", "microlensing"]
+FINE = [
+    "RRab",
+    "RRc",
+    "Cepheid",
+    "DSCT",
+    "EB_contact",
+    "EB_semidetached",
+    "EB_detached",
+    "LPV",
+    "ACV",
+    "microlensing",
+]
 EB = ("EB_contact", "EB_semidetached", "EB_detached")
 # (survey label) -> set of fine classes; labels not listed are not used to train the head.
 TAXONOMY: dict[str, tuple[str, ...]] = {
@@ -45,7 +56,11 @@ TAXONOMY: dict[str, tuple[str, ...]] = {
     "LPV_WoodD": ("LPV",),
 }  # fmt: skip
 OOD_QUANTILE = 0.99
-OPTIONAL_OOD = ("fap_threshold", "exposure_b", "exposure_threshold")  # head.json keys of extra tests
+OPTIONAL_OOD = (
+    "fap_threshold",
+    "exposure_b",
+    "exposure_threshold",
+)  # head.json keys of extra tests
 PCA_DIMS = 32
 OOD_K = 10
 BANK_SIZE = 8192
@@ -74,16 +89,29 @@ class Head(torch.nn.Module):
         return self.net(x)
 
 
-def fit_head(X: np.ndarray, labels, *, epochs: int = 300, seed: int = 0,
-             log_fap: np.ndarray | None = None, outliers: np.ndarray | None = None) -> dict:
+def fit_head(
+    X: np.ndarray,
+    labels,
+    *,
+    epochs: int = 300,
+    seed: int = 0,
+    log_fap: np.ndarray | None = None,
+    outliers: np.ndarray | None = None,
+) -> dict:
     """Train the head on embeddings ``X`` with survey ``labels``; return everything ``predict`` needs.
     ``log_fap`` (log10 false-alarm probability per row) adds the periodogram test of the OOD score;
     ``outliers`` (embeddings of light curves of no training class, e.g. simulated constant stars and
     quasars) adds a learned test: a logistic regression of outliers against the training objects."""
     allowed, usable = label_sets(labels)
     if usable.sum() < 10:
-        raise StarcurveError("fewer than 10 objects carry a label of the taxonomy; cannot train a head")
-    extra = {} if log_fap is None else {"fap_threshold": float(np.quantile(log_fap[usable], OOD_QUANTILE))}
+        raise StarcurveError(
+            "fewer than 10 objects carry a label of the taxonomy; cannot train a head"
+        )
+    extra = (
+        {}
+        if log_fap is None
+        else {"fap_threshold": float(np.quantile(log_fap[usable], OOD_QUANTILE))}
+    )
     X, allowed = X[usable].astype(np.float32), allowed[usable]
     mean, std = X.mean(0), X.std(0) + 1e-6
     Z = (X - mean) / std
@@ -96,7 +124,11 @@ def fit_head(X: np.ndarray, labels, *, epochs: int = 300, seed: int = 0,
     for g in groups:
         sel = (allowed == np.array(g)).all(1)
         weight[sel] = 1.0 / sel.sum()
-    zt, at, wt = torch.from_numpy(Z), torch.from_numpy(allowed), torch.from_numpy(weight / weight.sum())
+    zt, at, wt = (
+        torch.from_numpy(Z),
+        torch.from_numpy(allowed),
+        torch.from_numpy(weight / weight.sum()),
+    )
     for _ in range(epochs):
         head.train()
         logp = torch.log_softmax(head(zt), 1)
@@ -127,10 +159,15 @@ def _fit_exposure(Z: np.ndarray, Zout: np.ndarray) -> dict:
     from sklearn.linear_model import LogisticRegression
 
     y = np.r_[np.zeros(len(Z)), np.ones(len(Zout))]
-    clf = LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced").fit(np.vstack([Z, Zout]), y)
+    clf = LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced").fit(
+        np.vstack([Z, Zout]), y
+    )
     w, b = clf.coef_[0].astype(np.float32), float(clf.intercept_[0])
-    return {"exposure_w": w, "exposure_b": b,
-            "exposure_threshold": float(np.quantile(_exposure(Z, w, b), OOD_QUANTILE))}
+    return {
+        "exposure_w": w,
+        "exposure_b": b,
+        "exposure_threshold": float(np.quantile(_exposure(Z, w, b), OOD_QUANTILE)),
+    }
 
 
 def _exposure(Z: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
@@ -151,7 +188,9 @@ def _kth_distance(P: np.ndarray, bank: np.ndarray, skip_self: bool = False) -> n
     return out
 
 
-def predict(state: dict, X: np.ndarray, log_fap: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    state: dict, X: np.ndarray, log_fap: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities [n, classes] and OOD scores [n] (> 1: unlike every training class).
     A head with a periodogram test needs ``log_fap`` of the rows."""
     Z = ((X - state["mean"]) / state["std"]).astype(np.float32)
@@ -197,8 +236,11 @@ class TaxonomyNet(torch.nn.Module):
     def state(self, config: dict) -> dict:
         """The state ``predict`` takes."""
         arrays = {name: b.numpy() for name, b in self.named_buffers(recurse=False)}
-        return {"head": self.head.eval(), **arrays,
-                **{k: config[k] for k in ("classes", "threshold", *OPTIONAL_OOD) if k in config}}
+        return {
+            "head": self.head.eval(),
+            **arrays,
+            **{k: config[k] for k in ("classes", "threshold", *OPTIONAL_OOD) if k in config},
+        }
 
 
 def head_config(state: dict) -> dict:
@@ -210,8 +252,9 @@ def head_config(state: dict) -> dict:
             **{k: float(state[k]) for k in OPTIONAL_OOD if k in state}}  # fmt: skip
 
 
-def head_inputs(model, table: pa.Table, *, fap: bool = True, batch_size: int = 256,
-                progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def head_inputs(
+    model, table: pa.Table, *, fap: bool = True, batch_size: int = 256, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Embeddings of the rows of a clean table and, with ``fap``, the log10 false-alarm probability
     of each row's periodogram peak (one periodogram serves both when the model folds)."""
     p = cached_periods(table, progress=progress) if fap else None

@@ -53,7 +53,9 @@ class CNNClassifier(nn.Module):
         conv_len = (cfg.n - cfg.kernel) // cfg.stride + 1
         conv_len = (conv_len - cfg.kernel) // cfg.stride + 1
         if conv_len < 1:
-            raise StarcurveError(f"n={cfg.n} is too short for two convolutions of kernel {cfg.kernel}")
+            raise StarcurveError(
+                f"n={cfg.n} is too short for two convolutions of kernel {cfg.kernel}"
+            )
         self.conv = nn.Sequential(
             nn.Conv1d(1, cfg.filters1, cfg.kernel, cfg.stride),
             nn.ReLU(),

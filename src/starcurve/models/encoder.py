@@ -78,7 +78,9 @@ class EncoderConfig:
     contrast: float = 0.0  # weight of the cross-view contrastive loss (> 0: learned layer weights)
     temperature: float = 0.1
     template: int = 0  # readout: + the predicted folded curve at this many phases per fold view
-    readout_period: bool = False  # readout: + log10 spread per raw/fold window, (log10 P, power) for pgram
+    readout_period: bool = (
+        False  # readout: + log10 spread per raw/fold window, (log10 P, power) for pgram
+    )
 
     def __post_init__(self) -> None:
         checks = {
@@ -127,17 +129,46 @@ BANDS = ["V", "B", "R", "I", "G", "BP", "RP", "u", "g", "r", "i", "z", "y", "Hp"
 CONFIGS = {
     "a1": EncoderConfig(name="a1"),
     "a2": EncoderConfig(
-        name="a2", n_layers=6, d_ff=512, residual="proj", mask_token="scalar", loss_weights="inv_err"
+        name="a2",
+        n_layers=6,
+        d_ff=512,
+        residual="proj",
+        mask_token="scalar",
+        loss_weights="inv_err",
     ),
     "sc1": EncoderConfig(
-        name="sc1", d_model=128, n_layers=4, n_heads=4, d_ff=256, activation="gelu", dropout=0.0,
-        norm="pre", residual="add", time_encoding="logspaced", mask_token="vector", use_err=True,
-        scale=True, loss_clip=25.0,
+        name="sc1",
+        d_model=128,
+        n_layers=4,
+        n_heads=4,
+        d_ff=256,
+        activation="gelu",
+        dropout=0.0,
+        norm="pre",
+        residual="add",
+        time_encoding="logspaced",
+        mask_token="vector",
+        use_err=True,
+        scale=True,
+        loss_clip=25.0,
     ),
     "pv1": EncoderConfig(
-        name="pv1", d_model=96, n_layers=3, n_heads=4, d_ff=192, activation="gelu", dropout=0.0,
-        norm="pre", residual="add", time_encoding="logspaced", mask_token="vector", use_err=True,
-        scale=True, loss_clip=25.0, views=["raw", "fold1", "fold2", "pgram"], bands=list(BANDS),
+        name="pv1",
+        d_model=96,
+        n_layers=3,
+        n_heads=4,
+        d_ff=192,
+        activation="gelu",
+        dropout=0.0,
+        norm="pre",
+        residual="add",
+        time_encoding="logspaced",
+        mask_token="vector",
+        use_err=True,
+        scale=True,
+        loss_clip=25.0,
+        views=["raw", "fold1", "fold2", "pgram"],
+        bands=list(BANDS),
         template=32,
     ),
 }
@@ -151,7 +182,9 @@ def get_config(name_or_path: str | Path | EncoderConfig) -> EncoderConfig:
         return EncoderConfig.from_dict(CONFIGS[str(name_or_path)].to_dict())
     path = Path(name_or_path)
     if not path.is_file():
-        raise StarcurveError(f"config {name_or_path!r}: use one of {sorted(CONFIGS)} or a JSON file")
+        raise StarcurveError(
+            f"config {name_or_path!r}: use one of {sorted(CONFIGS)} or a JSON file"
+        )
     d = read_json_object(path, "JSON config")
     return EncoderConfig.from_dict(d.get("config", d))  # also accepts a model folder's config.json
 
@@ -166,7 +199,7 @@ class TimeEncoding(nn.Module):
             # Exactly as published: dimension i uses angle t / 10000^(2i/d), sin on even i, cos on odd i.
             i = torch.arange(d, dtype=torch.float64)
             freq = 1.0 / 10000 ** (2 * i / d)
-            is_cos = (i % 2 == 1)
+            is_cos = i % 2 == 1
         else:
             # Pairs (sin, cos) of one angular frequency each, periods log-spaced min..max_period.
             periods = torch.logspace(math.log10(cfg.min_period), math.log10(cfg.max_period), d // 2)
@@ -186,7 +219,9 @@ class PhaseEncoding(TimeEncoding):
     def __init__(self, cfg: EncoderConfig):
         nn.Module.__init__(self)
         k = torch.arange(1, cfg.d_model // 2 + 1, dtype=torch.float64)
-        self.register_buffer("freq", (2 * math.pi * k).repeat_interleave(2).float(), persistent=False)
+        self.register_buffer(
+            "freq", (2 * math.pi * k).repeat_interleave(2).float(), persistent=False
+        )
         is_cos = torch.arange(cfg.d_model) % 2 == 1
         self.register_buffer("phase", is_cos.float() * (math.pi / 2), persistent=False)
 
@@ -287,8 +322,9 @@ class Encoder(nn.Module):
         std = (((mag - mean[:, None]) ** 2 * vis).sum(1) / n).sqrt()
         return mean, std.clamp(min=1e-3)
 
-    def encode(self, time, mag, mask, err=None, hidden=None, *, view: str = "raw", ctx=None,
-               band=None) -> list[torch.Tensor]:
+    def encode(
+        self, time, mag, mask, err=None, hidden=None, *, view: str = "raw", ctx=None, band=None
+    ) -> list[torch.Tensor]:
         """Every layer's states [B, T, d]: the input embedding, then each block's output.
 
         For pre-LN configurations each state passes through the final LayerNorm. Multi-view
@@ -302,7 +338,10 @@ class Encoder(nn.Module):
         if view not in cfg.views:
             raise StarcurveError(f"model {cfg.name!r} has no view {view!r} (views: {cfg.views})")
         if view == "pgram":
-            h = self.pg_in(mag.unsqueeze(-1).to(self.pg_in.weight.dtype)) + self.bin_pos[: mag.shape[1]]
+            h = (
+                self.pg_in(mag.unsqueeze(-1).to(self.pg_in.weight.dtype))
+                + self.bin_pos[: mag.shape[1]]
+            )
             return self._blocks(self._context(h, view, ctx, band), mask, hidden)
         shift, scale = self.normalise(mag, mask, hidden, view)
         x = ((mag - shift[:, None]) / scale[:, None]).unsqueeze(-1)
@@ -347,8 +386,19 @@ class Encoder(nn.Module):
         # pre-LN: the residual stream is unnormalised; the final LayerNorm puts every layer on one scale
         return [self.final_norm(s) for s in states] if cfg.norm == "pre" else states
 
-    def forward(self, time, mag, mask, err=None, hidden=None, *, view: str = "raw", ctx=None,
-                band=None, states: bool = False):
+    def forward(
+        self,
+        time,
+        mag,
+        mask,
+        err=None,
+        hidden=None,
+        *,
+        view: str = "raw",
+        ctx=None,
+        band=None,
+        states: bool = False,
+    ):
         """Reconstruction: predicted magnitudes [B, T] in the input's units, and the window scale [B]
         (and every layer's states, with ``states=True``)."""
         mask_b = mask.bool()
@@ -376,8 +426,19 @@ class Encoder(nn.Module):
         return sum(wi * (s * m).sum(1) / n for wi, s in zip(w, states))
 
     @torch.no_grad()
-    def window_vectors(self, time, mag, mask, err=None, layers: str = "last", *, view: str = "raw",
-                       ctx=None, band=None, template: int = 0) -> torch.Tensor:
+    def window_vectors(
+        self,
+        time,
+        mag,
+        mask,
+        err=None,
+        layers: str = "last",
+        *,
+        view: str = "raw",
+        ctx=None,
+        band=None,
+        template: int = 0,
+    ) -> torch.Tensor:
         """One vector per window: states averaged over the valid steps (``last`` or ``weighted``).
 
         ``template=K`` (folded views): also the model's prediction of the folded light curve at K
@@ -387,8 +448,9 @@ class Encoder(nn.Module):
         views, and (log10 period, peak power) for the periodogram view.
         """
         if not template:
-            vec = self.pool(self.encode(time, mag, mask, err, view=view, ctx=ctx, band=band), mask,
-                            layers)
+            vec = self.pool(
+                self.encode(time, mag, mask, err, view=view, ctx=ctx, band=band), mask, layers
+            )
         else:
             b, n = mag.shape
             q = torch.arange(template, dtype=time.dtype, device=time.device) / template
@@ -398,8 +460,17 @@ class Encoder(nn.Module):
             mask_q = cat(mask.bool(), one)
             hidden = cat(torch.zeros_like(mask, dtype=torch.bool), one)
             mag_q = cat(mag, zero)
-            pred, scale, states = self(cat(time, q), mag_q, mask_q, cat(err, zero), hidden,
-                                       view=view, ctx=ctx, band=band, states=True)
+            pred, scale, states = self(
+                cat(time, q),
+                mag_q,
+                mask_q,
+                cat(err, zero),
+                hidden,
+                view=view,
+                ctx=ctx,
+                band=band,
+                states=True,
+            )
             shift, _ = self.normalise(mag_q, mask_q, hidden, view)
             curve = (pred[:, n:] - shift[:, None]) / scale[:, None]
             vec = torch.cat([self.pool([s[:, :n] for s in states], mask, layers), curve], 1)

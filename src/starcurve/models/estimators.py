@@ -60,7 +60,10 @@ class Answers:
         n = table.num_rows
         proba = np.full((n, self.proba.shape[1]), np.nan, np.float32)
         proba[report.kept] = self.proba
-        keys = [f"{i}/{b}" for i, b in zip(table.column(S.ID).to_pylist(), table.column(S.BAND).to_pylist())]
+        keys = [
+            f"{i}/{b}"
+            for i, b in zip(table.column(S.ID).to_pylist(), table.column(S.BAND).to_pylist())
+        ]
         reasons = [report.removed.get(key, "removed by cleaning") for key in keys]
         for row, why in zip(report.kept, self.reasons):
             reasons[row] = why
@@ -126,8 +129,15 @@ class NetworkClassifier(Predictor):
     of ``RNNConfig`` / ``CNNConfig``) are the hyperparameters; ``out_dir`` keeps the run (log,
     checkpoints; a temporary folder if None)."""
 
-    def __init__(self, kind: str = "rnn", fit_config=None, model_options: dict | None = None,
-                 min_obs: int = MIN_OBS, out_dir=None, desc: str | None = None):
+    def __init__(
+        self,
+        kind: str = "rnn",
+        fit_config=None,
+        model_options: dict | None = None,
+        min_obs: int = MIN_OBS,
+        out_dir=None,
+        desc: str | None = None,
+    ):
         self.kind, self.fit_config, self.model_options = kind, fit_config, model_options
         self.min_obs, self.out_dir, self.desc = min_obs, out_dir, desc
 
@@ -161,11 +171,15 @@ class NetworkClassifier(Predictor):
         from starcurve.models.cnn import CNNClassifier, CNNConfig
         from starcurve.models.rnn import RNNClassifier, RNNConfig
 
-        net_cls, cfg_cls = {"rnn": (RNNClassifier, RNNConfig), "cnn": (CNNClassifier, CNNConfig)}[folder.model_type]
+        net_cls, cfg_cls = {"rnn": (RNNClassifier, RNNConfig), "cnn": (CNNClassifier, CNNConfig)}[
+            folder.model_type
+        ]
         try:
             net = net_cls(cfg_cls(**folder.config))
         except (TypeError, StarcurveError) as e:
-            raise StarcurveError(f"{folder.path}: invalid {folder.model_type} config ({e})") from None
+            raise StarcurveError(
+                f"{folder.path}: invalid {folder.model_type} config ({e})"
+            ) from None
         est = cls(kind=folder.model_type)
         est.net_, est.meta_ = folder.load_into(net), folder.meta
         return est
@@ -179,8 +193,15 @@ class EncoderClassifier(Predictor):
     weighted pooling + MLP on windows): the head on the frozen encoder, then ``full_steps`` steps of
     the whole network (``starcurve.train.heads.fit_classifier``). The FS-1 ``finetune`` method."""
 
-    def __init__(self, model=None, head_steps: int = 400, full_steps: int = 0, seed: int = 0,
-                 min_obs: int = MIN_OBS, out_dir=None):
+    def __init__(
+        self,
+        model=None,
+        head_steps: int = 400,
+        full_steps: int = 0,
+        seed: int = 0,
+        min_obs: int = MIN_OBS,
+        out_dir=None,
+    ):
         self.model, self.head_steps, self.full_steps = model, head_steps, full_steps
         self.seed, self.min_obs, self.out_dir = seed, min_obs, out_dir
 
@@ -203,15 +224,20 @@ class EncoderClassifier(Predictor):
         return Answers.nonfinite(self.net_.predict_proba(table))
 
     def config(self) -> dict:
-        return {"encoder": self.net_.encoder.config.to_dict(),
-                "head": {"kind": "pooled", "classes": self.classes_}}
+        return {
+            "encoder": self.net_.encoder.config.to_dict(),
+            "head": {"kind": "pooled", "classes": self.classes_},
+        }
 
     @classmethod
     def from_folder(cls, folder: Folder) -> EncoderClassifier:
         from starcurve.models.heads import Classifier
 
         est = cls()
-        est.net_, est.meta_ = folder.load_into(Classifier(encoder_of(folder), _classes(folder))), folder.meta
+        est.net_, est.meta_ = (
+            folder.load_into(Classifier(encoder_of(folder), _classes(folder))),
+            folder.meta,
+        )
         return est
 
 
@@ -222,9 +248,16 @@ class TaxonomyClassifier(Predictor):
     ``outliers``, outlier exposure). ``outliers``: light curves of no training class (e.g. simulated
     constant stars and quasars), read like ``X``."""
 
-    def __init__(self, model=None, epochs: int = 300, seed: int = 0, outliers=None,
-                 min_obs: int = MIN_OBS):
-        self.model, self.epochs, self.seed, self.outliers, self.min_obs = model, epochs, seed, outliers, min_obs
+    def __init__(
+        self, model=None, epochs: int = 300, seed: int = 0, outliers=None, min_obs: int = MIN_OBS
+    ):
+        self.model, self.epochs, self.seed, self.outliers, self.min_obs = (
+            model,
+            epochs,
+            seed,
+            outliers,
+            min_obs,
+        )
 
     @property
     def classes_(self) -> list[str]:
@@ -238,7 +271,9 @@ class TaxonomyClassifier(Predictor):
         X, log_fap = head_inputs(embedder, table, progress=True)
         out = None
         if self.outliers is not None:
-            out = embedder.embed_table(clean(read(self.outliers), min_obs=self.min_obs)[0], progress=True)
+            out = embedder.embed_table(
+                clean(read(self.outliers), min_obs=self.min_obs)[0], progress=True
+            )
         state = fit_head(X, np.asarray(y).astype(str), epochs=self.epochs, seed=self.seed, log_fap=log_fap,
                          outliers=out)  # fmt: skip
         return self.with_state(embedder, state, {"trained_on": len(X), "seed": self.seed})
@@ -269,7 +304,9 @@ class TaxonomyClassifier(Predictor):
 
         net = folder.load_into(TaxonomyNet(encoder_of(folder), folder.config["head"]))
         est = cls()
-        return est.with_state(Model(net.encoder, folder.path), net.state(folder.config["head"]), folder.meta)
+        return est.with_state(
+            Model(net.encoder, folder.path), net.state(folder.config["head"]), folder.meta
+        )
 
 
 def from_folder(folder: Folder):
@@ -277,10 +314,16 @@ def from_folder(folder: Folder):
     by the head's ``kind``."""
     if folder.model_type in ("rnn", "cnn"):
         return NetworkClassifier.from_folder(folder)
-    kind = folder.config.get("head", {}).get("kind") if isinstance(folder.config.get("head"), dict) else None
+    kind = (
+        folder.config.get("head", {}).get("kind")
+        if isinstance(folder.config.get("head"), dict)
+        else None
+    )
     heads = {"pooled": EncoderClassifier, "taxonomy": TaxonomyClassifier}
     if kind not in heads:
-        raise StarcurveError(f"{folder.path}: unknown classifier head kind {kind!r}; one of {sorted(heads)}")
+        raise StarcurveError(
+            f"{folder.path}: unknown classifier head kind {kind!r}; one of {sorted(heads)}"
+        )
     return heads[kind].from_folder(folder)
 
 
@@ -312,9 +355,16 @@ class Embedder(TransformerMixin, BaseEstimator):
     so that rows stay aligned with ``y``. ``per_object``: one row per object from all its bands
     (``Model.embed_objects``; objects in order of first appearance)."""
 
-    def __init__(self, model=None, layers: str | None = None, band: str | None = None,
-                 batch_size: int = 256, min_obs: int = MIN_OBS, per_object: bool = False,
-                 progress: bool = False):
+    def __init__(
+        self,
+        model=None,
+        layers: str | None = None,
+        band: str | None = None,
+        batch_size: int = 256,
+        min_obs: int = MIN_OBS,
+        per_object: bool = False,
+        progress: bool = False,
+    ):
         self.model, self.layers, self.band, self.batch_size = model, layers, band, batch_size
         self.min_obs, self.per_object, self.progress = min_obs, per_object, progress
 
@@ -325,7 +375,9 @@ class Embedder(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X) -> np.ndarray:
-        return _transform(self, read(X, band=self.band), self.model_.dim if hasattr(self, "model_") else None)
+        return _transform(
+            self, read(X, band=self.band), self.model_.dim if hasattr(self, "model_") else None
+        )
 
     def vectors(self, table: pa.Table) -> np.ndarray:
         """Embeddings of the rows (``per_object``: the objects) of a clean table."""
@@ -341,8 +393,11 @@ class Embedder(TransformerMixin, BaseEstimator):
 
     def describe(self, table: pa.Table) -> tuple[str, dict]:
         """(name, what a benchmark records) of these vectors."""
-        return "embed", {"model": str(self.model or "default"), "dim": int(self.model_.dim),
-                         "layers": self.layers}
+        return "embed", {
+            "model": str(self.model or "default"),
+            "dim": int(self.model_.dim),
+            "layers": self.layers,
+        }
 
 
 class Features(TransformerMixin, BaseEstimator):
@@ -350,8 +405,14 @@ class Features(TransformerMixin, BaseEstimator):
     light-curve features of BENCHMARK.md, or the numpy fallback), one row per input row (NaN where a
     feature cannot be computed). ``per_object``: one row per object, its bands' vectors side by side."""
 
-    def __init__(self, backend: str = "auto", min_obs: int = MIN_OBS, per_object: bool = False,
-                 progress: bool = False, n_jobs: int = -1):
+    def __init__(
+        self,
+        backend: str = "auto",
+        min_obs: int = MIN_OBS,
+        per_object: bool = False,
+        progress: bool = False,
+        n_jobs: int = -1,
+    ):
         self.backend, self.min_obs, self.per_object = backend, min_obs, per_object
         self.progress, self.n_jobs = progress, n_jobs
 
@@ -373,7 +434,9 @@ class Features(TransformerMixin, BaseEstimator):
 
         if not hasattr(self, "backend_"):
             self.fit()
-        X = extract_features(table, backend=self.backend_, progress=self.progress, n_jobs=self.n_jobs)[0]
+        X = extract_features(
+            table, backend=self.backend_, progress=self.progress, n_jobs=self.n_jobs
+        )[0]
         return side_by_side(table, X) if self.per_object else X
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
@@ -384,7 +447,9 @@ class Features(TransformerMixin, BaseEstimator):
         each band's names, bands sorted)."""
         names = self.names_
         if self.per_object:
-            names = [f"{b}:{n}" for b in sorted(set(table.column(S.BAND).to_pylist())) for n in names]
+            names = [
+                f"{b}:{n}" for b in sorted(set(table.column(S.BAND).to_pylist())) for n in names
+            ]
         info = {"backend": self.backend_, "features": names}
         if self.backend_ == "light-curve":
             import light_curve

@@ -76,8 +76,14 @@ class Folder:
         return module.eval()
 
 
-def save_folder(path: str | os.PathLike, model_type: str, config: dict, state: dict | None = None,
-                meta: dict | None = None, half: bool = False) -> Path:
+def save_folder(
+    path: str | os.PathLike,
+    model_type: str,
+    config: dict,
+    state: dict | None = None,
+    meta: dict | None = None,
+    half: bool = False,
+) -> Path:
     """Write a model folder (atomically): ``config.json``, and ``model.safetensors`` from ``state``
     (a state dict; float16 if ``half``). ``state=None`` writes the config only (a run starting)."""
     if model_type not in TYPES:
@@ -98,8 +104,10 @@ def read_folder(path: str | os.PathLike | None = None, *, weights: bool = True) 
     find its weights (``model.safetensors``, else a run's last checkpoint)."""
     if path is None:
         if not (DEFAULT_MODEL / "config.json").is_file():
-            raise StarcurveError("no pretrained model ships with this version of starcurve; pass a "
-                                 "model folder (make one with `starcurve pretrain --output DIR`)")
+            raise StarcurveError(
+                "no pretrained model ships with this version of starcurve; pass a "
+                "model folder (make one with `starcurve pretrain --output DIR`)"
+            )
         path = DEFAULT_MODEL
     path = Path(path)
     f = path / "config.json"
@@ -113,7 +121,9 @@ def read_folder(path: str | os.PathLike | None = None, *, weights: bool = True) 
             f"{FORMAT_VERSION} (older folders: python scripts/convert_model_folder.py {path})"
         )
     if kind not in TYPES:
-        raise StarcurveError(f"{f}: unknown model_type {kind!r}; this starcurve knows {sorted(TYPES)}")
+        raise StarcurveError(
+            f"{f}: unknown model_type {kind!r}; this starcurve knows {sorted(TYPES)}"
+        )
     if not isinstance(doc.get("config"), dict) or not isinstance(doc.get("meta", {}), dict):
         raise StarcurveError(f"{f}: 'config' and 'meta' must be JSON objects")
     folder = Folder(path, kind, doc["config"], doc.get("meta", {}))

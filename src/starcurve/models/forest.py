@@ -149,7 +149,12 @@ def _light_curve_features(table: pa.Table, progress: bool, n_jobs: int):
         for a in range(0, len(lcs), chunk):
             part = lcs.slice(a, chunk)
             out[a : a + len(part)] = ext.many(
-                part, arrow_fields=fields, fill_value=np.nan, sorted=True, check=False, n_jobs=n_jobs
+                part,
+                arrow_fields=fields,
+                fill_value=np.nan,
+                sorted=True,
+                check=False,
+                n_jobs=n_jobs,
             )
             bar.update(len(part))
     return out, names

@@ -58,7 +58,9 @@ class Classifier(nn.Module):
     def forward(self, batch: dict) -> torch.Tensor:
         feats = batch.get("feats")
         if feats is None:
-            feats = layer_means(self.encoder, batch["time"], batch["mag"], batch["mask"], batch["err"])
+            feats = layer_means(
+                self.encoder, batch["time"], batch["mag"], batch["mask"], batch["err"]
+            )
         return self.mlp(self.pool(feats))
 
     def set_encoder_trainable(self, on: bool) -> None:
@@ -84,8 +86,10 @@ def _window_logits(clf: Classifier, w, batch_size: int) -> torch.Tensor:
     out = torch.zeros(len(count), len(clf.classes))
     for idx in length_batches(count, batch_size):
         n = max(int(count[idx].max()), 1)
-        b = {k: torch.from_numpy(np.ascontiguousarray(getattr(w, k)[idx, :n]))
-             for k in ("time", "mag", "mask", "err")}
+        b = {
+            k: torch.from_numpy(np.ascontiguousarray(getattr(w, k)[idx, :n]))
+            for k in ("time", "mag", "mask", "err")
+        }
         out[torch.from_numpy(idx)] = clf(b).float()
     return out
 
@@ -94,5 +98,3 @@ def _per_row(values: np.ndarray, row: np.ndarray, n_rows: int) -> np.ndarray:
     sums = np.zeros((n_rows, values.shape[1]))
     np.add.at(sums, row, values)
     return sums / np.maximum(np.bincount(row, minlength=n_rows), 1)[:, None]
-
-

@@ -49,8 +49,9 @@ log = logging.getLogger("starcurve")
 # ---------------------------------------------------------------- encoder folders
 
 
-def save_model(model: Encoder, path: str | os.PathLike, meta: dict | None = None,
-               half: bool = False) -> Path:
+def save_model(
+    model: Encoder, path: str | os.PathLike, meta: dict | None = None, half: bool = False
+) -> Path:
     """An encoder model folder (``models/folder.py``; float16 weights if ``half``)."""
     return save_folder(path, "encoder", model.config.to_dict(), model.state_dict(), meta, half)
 
@@ -74,8 +75,10 @@ def load_model(path: str | os.PathLike | None = None) -> Model:
         return obj.embedder_
     if hasattr(getattr(obj, "net_", None), "encoder"):
         return Model(obj.net_.encoder, Path(path) if path else DEFAULT_MODEL)
-    raise StarcurveError(f"{path}: a {obj.model_type} folder has no encoder; it gives classes, not "
-                         "embeddings (use `starcurve predict`)")
+    raise StarcurveError(
+        f"{path}: a {obj.model_type} folder has no encoder; it gives classes, not "
+        "embeddings (use `starcurve predict`)"
+    )
 
 
 # ---------------------------------------------------------------- embeddings
@@ -121,8 +124,17 @@ class Model:
         return f"Model({c.name!r}, d_model={c.d_model}, layers={c.n_layers}, path={self.path})"
 
     @torch.inference_mode()
-    def window_vectors(self, w, *, layers: str = "last", batch_size: int = 256,
-                       progress: bool = False, view: str = "raw", ctx=None, band=None) -> np.ndarray:
+    def window_vectors(
+        self,
+        w,
+        *,
+        layers: str = "last",
+        batch_size: int = 256,
+        progress: bool = False,
+        view: str = "raw",
+        ctx=None,
+        band=None,
+    ) -> np.ndarray:
         """One vector per window of a ``Windows``; padding columns trimmed per batch (same result).
 
         Multi-view models also take the view's name and, per window, ``ctx`` and ``band``. A window
@@ -135,28 +147,52 @@ class Model:
         fin = np.flatnonzero(finite)
         template = self.config.template if view.startswith("fold") else 0
         out = np.full((len(count), self._view_dim(view)), np.nan, np.float32)
-        for b in tqdm(length_batches(count[fin], batch_size), disable=not progress, desc="embed",
-                      unit="batch"):
+        for b in tqdm(
+            length_batches(count[fin], batch_size), disable=not progress, desc="embed", unit="batch"
+        ):
             idx = fin[b]
             n = max(int(count[idx].max()), 1)
-            batch = {k: np.ascontiguousarray(a[idx, :n])
-                     for k, a in (("time", w.time), ("mag", w.mag), ("mask", w.mask), ("err", w.err))}
+            batch = {
+                k: np.ascontiguousarray(a[idx, :n])
+                for k, a in (("time", w.time), ("mag", w.mag), ("mask", w.mask), ("err", w.err))
+            }
             batch.update((k, v[idx]) for k, v in (("ctx", ctx), ("band", band)) if v is not None)
             out[idx] = self.network(batch, layers=layers, view=view, template=template)
         return out
 
-    def network(self, batch: dict[str, np.ndarray], *, layers: str, view: str,
-                template: int) -> np.ndarray:
+    def network(
+        self, batch: dict[str, np.ndarray], *, layers: str, view: str, template: int
+    ) -> np.ndarray:
         """The encoder on one batch of padded windows (numpy in, float32 numpy out): the one step
         that an exported model (``starcurve.models.export.OnnxModel``) runs in onnxruntime instead."""
         dev = next(self.encoder.parameters()).device
         t = {k: torch.from_numpy(v).to(dev) for k, v in batch.items()}
-        return self.encoder.window_vectors(t["time"], t["mag"], t["mask"], t["err"], layers=layers,
-                                           view=view, template=template, ctx=t.get("ctx"),
-                                           band=t.get("band")).float().cpu().numpy()
+        return (
+            self.encoder.window_vectors(
+                t["time"],
+                t["mag"],
+                t["mask"],
+                t["err"],
+                layers=layers,
+                view=view,
+                template=template,
+                ctx=t.get("ctx"),
+                band=t.get("band"),
+            )
+            .float()
+            .cpu()
+            .numpy()
+        )
 
-    def embed_table(self, table: pa.Table, *, layers: str | None = None, batch_size: int = 256,
-                    progress: bool = False, periods=None) -> np.ndarray:
+    def embed_table(
+        self,
+        table: pa.Table,
+        *,
+        layers: str | None = None,
+        batch_size: int = 256,
+        progress: bool = False,
+        periods=None,
+    ) -> np.ndarray:
         """One vector per row of an already clean table: per view, the mean of its windows' vectors;
         the views side by side. ``layers``: ``last`` or ``weighted`` (default: ``weighted`` for models
         with learned layer weights, else ``last``). Multi-view models take the table's ``Periods``
@@ -179,13 +215,26 @@ class Model:
         parts = []
         for view in cfg.views:
             w = view_windows(table, p, view, window=cfg.window, fold_window=cfg.fold_window)
-            vec = self.window_vectors(w, layers=layers, batch_size=batch_size, progress=progress,
-                                      view=view, ctx=ctx[w.row], band=band[w.row])
+            vec = self.window_vectors(
+                w,
+                layers=layers,
+                batch_size=batch_size,
+                progress=progress,
+                view=view,
+                ctx=ctx[w.row],
+                band=band[w.row],
+            )
             parts.append(row_means(vec, w.row, table.num_rows))
         return np.hstack(parts)
 
-    def embed_objects(self, table: pa.Table, *, layers: str | None = None, batch_size: int = 256,
-                      progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def embed_objects(
+        self,
+        table: pa.Table,
+        *,
+        layers: str | None = None,
+        batch_size: int = 256,
+        progress: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """One vector per object from all its bands (rows of a clean table sharing an object_id):
         returns (object ids in order of first appearance, vectors).
 
@@ -210,19 +259,33 @@ class Model:
             vec = self.embed_table(table, layers=layers, batch_size=batch_size, progress=progress)
         return uniq[order].astype(object), row_means(vec, inv, len(uniq))[order]
 
-    def embed(self, source, band: str | None = None, *, columns=None, layers: str | None = None,
-              batch_size: int = 256, progress: bool = False) -> pa.Table:
+    def embed(
+        self,
+        source,
+        band: str | None = None,
+        *,
+        columns=None,
+        layers: str | None = None,
+        batch_size: int = 256,
+        progress: bool = False,
+    ) -> pa.Table:
         """Read and clean any input ``read`` accepts; a table (object_id, band, embedding).
 
         Objects that cleaning removes, or whose embedding is not finite, are skipped and reported
         (log warning, ``last_report.removed``: "object_id/band" -> reason).
         """
-        out, report = embed_partition(self, read(source, band=band, columns=columns), layers=layers,
-                                      batch_size=batch_size, progress=progress)
+        out, report = embed_partition(
+            self,
+            read(source, band=band, columns=columns),
+            layers=layers,
+            batch_size=batch_size,
+            progress=progress,
+        )
         self.last_report = report
         if report.removed:
-            log.warning("skipped %d light curve(s), e.g. %s", len(report.removed),
-                        _examples(report.removed))
+            log.warning(
+                "skipped %d light curve(s), e.g. %s", len(report.removed), _examples(report.removed)
+            )
         return out
 
 
@@ -251,8 +314,15 @@ def embedding_table(table: pa.Table, vec: np.ndarray) -> pa.Table:
 # ---------------------------------------------------------------- the `embed` command
 
 
-def embed_partition(model: Model, source, *, layers: str | None = None, batch_size: int = 256,
-                    progress: bool = False, min_obs: int = MIN_OBS) -> tuple[pa.Table, CleanReport]:
+def embed_partition(
+    model: Model,
+    source,
+    *,
+    layers: str | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+    min_obs: int = MIN_OBS,
+) -> tuple[pa.Table, CleanReport]:
     """The per-partition step of ``starcurve embed``: read (anything ``read`` accepts: a table, a
     pandas / nested-pandas partition with list columns), clean, embed; returns (object_id, band,
     embedding) for the good rows in input order, and the cleaning report (``report.removed``:
@@ -298,25 +368,52 @@ class EmbedJob:
     def __call__(self, part: Partition) -> tuple[pa.Table, dict]:
         torch.set_num_threads(self.threads)
         table = read_partition(part, band=self.band, columns=self.columns)
-        out, report = embed_partition(load_any(self.model, self.threads), table, layers=self.layers,
-                                      batch_size=self.batch_size, min_obs=self.min_obs)
+        out, report = embed_partition(
+            load_any(self.model, self.threads),
+            table,
+            layers=self.layers,
+            batch_size=self.batch_size,
+            min_obs=self.min_obs,
+        )
         return out, {"rows_in": table.num_rows, "skipped": report.removed}
 
 
 @click.command("embed")
-@click.option("--model", "model_dir", default=None,
-              help="Model folder or exported .onnx file (default: the shipped model).")
+@click.option(
+    "--model",
+    "model_dir",
+    default=None,
+    help="Model folder or exported .onnx file (default: the shipped model).",
+)
 @input_option()
 @output_option(OUTPUT_FILE, "OUT.parquet")
 @band_option
 @columns_option
 @min_obs_option
-@click.option("--layers", type=click.Choice(["last", "weighted"]), default=None,
-              help="Readout: last layer, or the weighted mix of every layer [default: the model's].")
-@click.option("--batch-size", default=256, show_default=True, type=int, help="Windows per forward pass.")
+@click.option(
+    "--layers",
+    type=click.Choice(["last", "weighted"]),
+    default=None,
+    help="Readout: last layer, or the weighted mix of every layer [default: the model's].",
+)
+@click.option(
+    "--batch-size", default=256, show_default=True, type=int, help="Windows per forward pass."
+)
 @dask_options
-def embed_cmd(model_dir, input_path, output, band, columns, min_obs, layers, batch_size, chunk_rows,
-              workers, threads, scheduler) -> None:
+def embed_cmd(
+    model_dir,
+    input_path,
+    output,
+    band,
+    columns,
+    min_obs,
+    layers,
+    batch_size,
+    chunk_rows,
+    workers,
+    threads,
+    scheduler,
+) -> None:
     """Write one embedding per (object, band): object_id, band, embedding; resumable, on Dask.
 
     Each input partition (--chunk-rows light curves) becomes one part in OUTPUT.parts/, kept until
@@ -330,14 +427,32 @@ def embed_cmd(model_dir, input_path, output, band, columns, min_obs, layers, bat
     torch.set_num_threads(threads)
     model = load_any(model_dir, threads)
     layers = layers or model.default_layers
-    setup = {"model": str(model.path), "input": str(input_path), "band": band, "layers": layers,
-             "min_obs": min_obs, "chunk_rows": chunk_rows, **({"columns": columns} if columns else {})}
+    setup = {
+        "model": str(model.path),
+        "input": str(input_path),
+        "band": band,
+        "layers": layers,
+        "min_obs": min_obs,
+        "chunk_rows": chunk_rows,
+        **({"columns": columns} if columns else {}),
+    }
     job = EmbedJob(model_dir, layers, batch_size, band, columns, threads, min_obs)
-    summary = run(job, parts, output, setup, workers=workers, threads=threads, scheduler=scheduler,
-                  desc="embed", nothing=f"{input_path}: no light curve could be embedded")
-    click.echo(f"wrote {summary.written} embeddings (dim {model.dim}) to {output}; "
-               f"{summary.seconds:.1f} s")
+    summary = run(
+        job,
+        parts,
+        output,
+        setup,
+        workers=workers,
+        threads=threads,
+        scheduler=scheduler,
+        desc="embed",
+        nothing=f"{input_path}: no light curve could be embedded",
+    )
+    click.echo(
+        f"wrote {summary.written} embeddings (dim {model.dim}) to {output}; {summary.seconds:.1f} s"
+    )
     click.echo(f"summary: {summary}")
     if summary.skipped:
-        click.echo(f"skipped {sum(summary.skipped.values())} light curve(s): "
-                   f"{_examples(summary.examples)}")
+        click.echo(
+            f"skipped {sum(summary.skipped.values())} light curve(s): {_examples(summary.examples)}"
+        )

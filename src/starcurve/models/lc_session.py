@@ -56,14 +56,18 @@ class StarcurveSession(SingleBandModel):
     def __call__(self, time, mag, mag_err, band=None) -> np.ndarray:
         """(n_bands, 1, 1, dim); NaN where a band has no usable point."""
         if (band is None) != (self.bands is None):
-            raise ValueError(f"give a per-point band array exactly when bands are set ({self.bands})")
+            raise ValueError(
+                f"give a per-point band array exactly when bands are set ({self.bands})"
+            )
         arrays = [np.asarray(a) for a in (time, mag, mag_err)]
         if self.bands is None:
             groups = [(self.band, arrays)]
         else:
             band = np.asarray(band)
             groups = [(str(b), [a[band == b] for a in arrays]) for b in self.bands]
-        return np.stack([self.predict_tensors(self.preprocess_lc(*a, band=name)) for name, a in groups])
+        return np.stack(
+            [self.predict_tensors(self.preprocess_lc(*a, band=name)) for name, a in groups]
+        )
 
     def preprocess_lc(self, time, mag, mag_err, band: str = "unknown") -> StarcurveInputs:
         table, _ = clean(from_arrays([time], [mag], [mag_err], band=band))

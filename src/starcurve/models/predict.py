@@ -49,8 +49,10 @@ def load_predictor(path: str | None) -> Predictor:
 
     model = load(path)
     if not isinstance(model, Predictor):
-        raise StarcurveError(f"{path or 'the model'}: an encoder folder gives embeddings, not classes "
-                             "(use `starcurve embed`, or train a classifier on it)")
+        raise StarcurveError(
+            f"{path or 'the model'}: an encoder folder gives embeddings, not classes "
+            "(use `starcurve embed`, or train a classifier on it)"
+        )
     return model
 
 
@@ -60,8 +62,14 @@ def prediction_table(model: Predictor, table: pa.Table, min_obs: int = MIN_OBS) 
     n_obs = np.zeros(table.num_rows, np.int32)
     n_obs[report.kept] = S.lengths(good)
     labels = table.column(S.LABEL) if S.LABEL in table.column_names else None
-    return output_table(model.classes_, table.column(S.ID), table.column(S.BAND), labels, n_obs,
-                        model.answer(good).expand(table, report))
+    return output_table(
+        model.classes_,
+        table.column(S.ID),
+        table.column(S.BAND),
+        labels,
+        n_obs,
+        model.answer(good).expand(table, report),
+    )
 
 
 def output_table(classes, ids, bands, labels, n_obs, ans: Answers) -> pa.Table:
@@ -81,7 +89,9 @@ def output_table(classes, ids, bands, labels, n_obs, ans: Answers) -> pa.Table:
         ood = np.asarray(ans.ood, np.float32)
         cols["ood_score"] = pa.array(ood, pa.float32(), mask=~done)
         cols["is_ood"] = pa.array(ood > 1.0, pa.bool_(), mask=~done)
-    cols["skip_reason"] = pa.array([None if d else r for d, r in zip(done, ans.reasons)], pa.string())
+    cols["skip_reason"] = pa.array(
+        [None if d else r for d, r in zip(done, ans.reasons)], pa.string()
+    )
     return pa.table(cols)
 
 
@@ -98,7 +108,9 @@ def per_object_table(rows: pa.Table, classes: list[str]) -> pa.Table:
                      rows.column("n_obs").to_numpy(), values)  # fmt: skip
     done = np.isfinite(obj.values).all(1)
     reasons = np.full(len(done), None, dtype=object)
-    for i, (band, why) in enumerate(zip(rows.column(S.BAND).to_pylist(), rows.column("skip_reason").to_pylist())):
+    for i, (band, why) in enumerate(
+        zip(rows.column(S.BAND).to_pylist(), rows.column("skip_reason").to_pylist())
+    ):
         o = obj.rows[i]
         if not done[o] and why:
             reasons[o] = f"{reasons[o]}; {band}: {why}" if reasons[o] else f"{band}: {why}"
@@ -127,9 +139,15 @@ class PredictJob:
         table = read_partition(part, band=self.band, columns=self.columns)
         out = prediction_table(load_predictor(self.model), table, self.min_obs)
         why = out.column("skip_reason").to_pylist()
-        keys = [f"{i}/{b}" for i, b in zip(out.column(S.ID).to_pylist(), out.column(S.BAND).to_pylist())]
+        keys = [
+            f"{i}/{b}" for i, b in zip(out.column(S.ID).to_pylist(), out.column(S.BAND).to_pylist())
+        ]
         skipped = {k: w for k, w in zip(keys, why) if w is not None}
-        return out, {"rows_in": table.num_rows, "skipped": skipped, "answers": out.num_rows - len(skipped)}
+        return out, {
+            "rows_in": table.num_rows,
+            "skipped": skipped,
+            "answers": out.num_rows - len(skipped),
+        }
 
 
 def _predict_options(f):
@@ -145,9 +163,12 @@ def _predict_options(f):
 
 
 @click.command("predict")
-@click.option("--model", default=None,
-              help="Classifier folder: starcurve train (rnn, cnn), a trained encoder classifier, or "
-                   "the shipped model [default].")
+@click.option(
+    "--model",
+    default=None,
+    help="Classifier folder: starcurve train (rnn, cnn), a trained encoder classifier, or "
+    "the shipped model [default].",
+)
 @_predict_options
 def predict_cmd(model, **opts) -> None:
     """Per object: class, probabilities, OOD score where the model has one (or why not classified)."""
@@ -161,8 +182,19 @@ def classify_cmd(**opts) -> None:
     run_predict(None, **opts)
 
 
-def run_predict(model, input_path, output, band, columns, min_obs, per_band, chunk_rows, workers,
-                threads, scheduler) -> None:
+def run_predict(
+    model,
+    input_path,
+    output,
+    band,
+    columns,
+    min_obs,
+    per_band,
+    chunk_rows,
+    workers,
+    threads,
+    scheduler,
+) -> None:
     from starcurve.data.io import partitions, read_parquet, write_parquet
     from starcurve.parts import run, threads_for
 
@@ -184,11 +216,18 @@ def run_predict(model, input_path, output, band, columns, min_obs, per_band, chu
         rows.unlink()
     skipped = int(out.column("class").null_count)
     what = "light curves (object, band)" if per_band else "objects"
-    click.echo(f"{out.num_rows - skipped} classified, {skipped} skipped ({what}; see skip_reason); "
-               f"wrote {output}")
+    click.echo(
+        f"{out.num_rows - skipped} classified, {skipped} skipped ({what}; see skip_reason); "
+        f"wrote {output}"
+    )
     if "is_ood" in out.column_names:
-        click.echo(f"{int(np.sum(out.column('is_ood').fill_null(False)))} flagged out of distribution")
+        click.echo(
+            f"{int(np.sum(out.column('is_ood').fill_null(False)))} flagged out of distribution"
+        )
     counts = dict(zip(*np.unique(out.column("class").drop_null().to_numpy(zero_copy_only=False),
                                  return_counts=True)))  # fmt: skip
-    click.echo("classes: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+    click.echo(
+        "classes: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    )
     click.echo(f"summary: {summary}")

@@ -153,6 +153,11 @@ class RNNClassifier(nn.Module):
             proba = torch.softmax(self.head(h[-1]), -1)[0].numpy()
             self.train(was_training)
         return replace(
-            state, n_obs=n_obs, last_t=float(t[-1]), last_m=float(m[-1]), pending=pending,
-            hidden=hidden, proba=proba,
+            state,
+            n_obs=n_obs,
+            last_t=float(t[-1]),
+            last_m=float(m[-1]),
+            pending=pending,
+            hidden=hidden,
+            proba=proba,
         )

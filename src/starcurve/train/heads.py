@@ -88,6 +88,7 @@ def fit_classifier(
             for s in range(0, len(perm), bs):
                 sel = torch.from_numpy(perm[s : s + bs])
                 yield {k: v[sel] for k, v in data.items()}
+
         return it
 
     def evaluator(get_logits):
@@ -104,6 +105,7 @@ def fit_classifier(
             pred = _per_row(probs, rows, len(va)).argmax(1)
             net.train()
             return f1_score(label[va], pred, average="macro")
+
         return score
 
     # Stage 1: frozen encoder, cached per-layer window means.
@@ -111,36 +113,79 @@ def fit_classifier(
     enc.eval()
     dev = model_device(enc)
     with torch.inference_mode():
-        feats = torch.cat([
-            layer_means(enc, *to_device(
-                [tensors[k][s : s + 256] for k in ("time", "mag", "mask", "err")], dev)).cpu()
-            for s in range(0, len(wt), 256)
-        ])
+        feats = torch.cat(
+            [
+                layer_means(
+                    enc,
+                    *to_device(
+                        [tensors[k][s : s + 256] for k in ("time", "mag", "mask", "err")], dev
+                    ),
+                ).cpu()
+                for s in range(0, len(wt), 256)
+            ]
+        )
     data1 = {"feats": feats, "y": tensors["y"], "w": wt}
-    tcfg = TrainConfig(steps=head_steps, lr=head_lr, optimizer="adamw", weight_decay=1e-4,
-                       warmup=20, eval_every=eval_every, patience=patience, log_every=25,
-                       ckpt_every=10**9, seed=seed)
+    tcfg = TrainConfig(
+        steps=head_steps,
+        lr=head_lr,
+        optimizer="adamw",
+        weight_decay=1e-4,
+        warmup=20,
+        eval_every=eval_every,
+        patience=patience,
+        log_every=25,
+        ckpt_every=10**9,
+        seed=seed,
+    )
     score = evaluator(lambda net, idx: net(to_device({"feats": feats[idx]}, model_device(net))))
-    train(clf, batches_from(data1, np.flatnonzero(in_tr), rng), loss_fn, out_dir / "head", tcfg,
-          eval_fn=score, desc="head")
+    train(
+        clf,
+        batches_from(data1, np.flatnonzero(in_tr), rng),
+        loss_fn,
+        out_dir / "head",
+        tcfg,
+        eval_fn=score,
+        desc="head",
+    )
 
     # Stage 2: the whole network.
     if full_steps > 0:
         clf.set_encoder_trainable(True)
-        tcfg = TrainConfig(steps=full_steps, lr=full_lr, optimizer="adamw", weight_decay=1e-4,
-                           warmup=20, eval_every=eval_every, patience=max(patience // 2, 2),
-                           log_every=25, ckpt_every=10**9, seed=seed)
+        tcfg = TrainConfig(
+            steps=full_steps,
+            lr=full_lr,
+            optimizer="adamw",
+            weight_decay=1e-4,
+            warmup=20,
+            eval_every=eval_every,
+            patience=max(patience // 2, 2),
+            log_every=25,
+            ckpt_every=10**9,
+            seed=seed,
+        )
         data2 = {k: v for k, v in tensors.items()}
 
         def full_logits(net, idx):
             dev = model_device(net)
-            out = [net(to_device(
-                       {k: data2[k][idx[s : s + 256]] for k in ("time", "mag", "mask", "err")}, dev))
-                   for s in range(0, len(idx), 256)]
+            out = [
+                net(
+                    to_device(
+                        {k: data2[k][idx[s : s + 256]] for k in ("time", "mag", "mask", "err")}, dev
+                    )
+                )
+                for s in range(0, len(idx), 256)
+            ]
             return torch.cat(out).float()
 
         bs = full_batch_size
-        train(clf, batches_from(data2, np.flatnonzero(in_tr), rng, bs), loss_fn, out_dir / "full",
-              tcfg, eval_fn=evaluator(full_logits), desc="full")
+        train(
+            clf,
+            batches_from(data2, np.flatnonzero(in_tr), rng, bs),
+            loss_fn,
+            out_dir / "full",
+            tcfg,
+            eval_fn=evaluator(full_logits),
+            desc="full",
+        )
     clf.set_encoder_trainable(False)
     return clf.eval()

@@ -39,7 +39,9 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-9
     warmup: int = 100
-    decay: str = "constant"  # after warm-up: "constant", or "cosine" down to lr/100 at the last step
+    decay: str = (
+        "constant"  # after warm-up: "constant", or "cosine" down to lr/100 at the last step
+    )
     clip: float = 1.0
     log_every: int = 25
     ckpt_every: int = 200
@@ -146,7 +148,9 @@ class Checkpoint:
             model.load_state_dict(load_file(self.dir / "model.safetensors"))
             tensors = load_file(self.dir / "optimizer.safetensors")
         except (OSError, ValueError, RuntimeError) as e:
-            raise StarcurveError(f"cannot resume from {self.dir}: {str(e).splitlines()[0]}") from None
+            raise StarcurveError(
+                f"cannot resume from {self.dir}: {str(e).splitlines()[0]}"
+            ) from None
         torch.set_rng_state(tensors.pop("rng.torch"))
         _load_optimizer(opt, tensors, state)
         return state
@@ -155,7 +159,9 @@ class Checkpoint:
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    return cls(
+        params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay
+    )
 
 
 def train(
@@ -211,7 +217,10 @@ def train(
         raise StarcurveError(f"--resume: no checkpoint in {out_dir}; start without --resume")
     net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
     def lr_at(s: int) -> float:
         if s < cfg.warmup or cfg.decay == "constant":
             return cfg.lr * min(1.0, (s + 1) / max(cfg.warmup, 1))
@@ -220,7 +229,7 @@ def train(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "log.csv"
-    log_file = open(log_path, "a", newline="") if rank == 0 else None
+    log_file = open(log_path, "a", newline="") if rank == 0 else None  # noqa: SIM115 (closed in the finally below)
     writer = None
 
     def stream():
@@ -256,7 +265,12 @@ def train(
             bar.update(1)
             bar.set_postfix(loss=f"{loss_val:.4f}")
             if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps):
-                row = {"step": step, "loss": loss_val, "lr": lr_at(step - 1), "seconds": round(time.time() - t0, 2)}
+                row = {
+                    "step": step,
+                    "loss": loss_val,
+                    "lr": lr_at(step - 1),
+                    "seconds": round(time.time() - t0, 2),
+                }
                 row.update({k: float(v) for k, v in metrics.items()})
                 if writer is None:
                     writer = csv.DictWriter(log_file, fieldnames=list(row), extrasaction="ignore")
@@ -269,20 +283,31 @@ def train(
                 score = sign * figure
                 if score > best:
                     best, bad_evals = score, 0
-                    best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+                    best_state = {
+                        k: v.detach().clone().cpu() for k, v in model.state_dict().items()
+                    }
                     ckpt.dir.mkdir(parents=True, exist_ok=True)
                     atomic_safetensors(best_state, ckpt.dir / "best.safetensors")
                 else:
                     bad_evals += 1
-                bar.set_postfix({"loss": f"{loss_val:.4f}", eval_name: f"{figure:.4f}",
-                                 f"best_{eval_name}": f"{sign * best:.4f}"})
+                bar.set_postfix(
+                    {
+                        "loss": f"{loss_val:.4f}",
+                        eval_name: f"{figure:.4f}",
+                        f"best_{eval_name}": f"{sign * best:.4f}",
+                    }
+                )
                 stopped = bool(cfg.patience and bad_evals >= cfg.patience)
             if world > 1 and cfg.patience and cfg.eval_every and step % cfg.eval_every == 0:
                 # rank 0 decided (the condition depends on cfg only, so every rank gets here)
                 stopped = bool(_from_rank0(stopped, device))
             if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps or stopped):
-                ckpt.save(model, opt, step, {"best": _finite(best), "bad_evals": bad_evals,
-                                             "config": _jsonable(cfg)})
+                ckpt.save(
+                    model,
+                    opt,
+                    step,
+                    {"best": _finite(best), "bad_evals": bad_evals, "config": _jsonable(cfg)},
+                )
             if stopped:
                 break
     finally:

@@ -125,7 +125,9 @@ def _window_mean(r2: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     return (per * has).sum() / has.sum().clamp(min=1)
 
 
-def view_batches(table: pa.Table, p, cfg, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+def view_batches(
+    table: pa.Table, p, cfg, batch_size: int, seed: int, rank: int = 0, world: int = 1
+):
     """Endless seeded batches for multi-view pretraining: per row drawn, one random raw window, one
     random subset of each fold and the periodogram, as tensors keyed ``<view>.<field>``."""
     from starcurve.data.views import band_index, view_windows
@@ -138,7 +140,9 @@ def view_batches(table: pa.Table, p, cfg, batch_size: int, seed: int, rank: int 
         part, pp = table.take(pa.array(rows)), p.take(rows)
         batch = {"ctx": torch.from_numpy(ctx[rows]), "band": torch.from_numpy(band[rows])}
         for view in cfg.views:
-            w = view_windows(part, pp, view, window=cfg.window, fold_window=cfg.fold_window, rng=rng)
+            w = view_windows(
+                part, pp, view, window=cfg.window, fold_window=cfg.fold_window, rng=rng
+            )
             for k in ("time", "mag", "err", "mask"):
                 batch[f"{view}.{k}"] = torch.from_numpy(np.ascontiguousarray(getattr(w, k)))
         yield batch
@@ -172,8 +176,9 @@ def multiview_loss(model, batch: dict, generator: torch.Generator | None = None)
             pooled.append(net.pool(states, mask))
             continue
         mag_in, probed, hidden = probe_masks(mag, mask, generator)
-        pred, scale, states = model(batch[f"{view}.time"], mag_in, mask, batch[f"{view}.err"],
-                                    hidden, **kw)
+        pred, scale, states = model(
+            batch[f"{view}.time"], mag_in, mask, batch[f"{view}.err"], hidden, **kw
+        )
         r2 = (((pred - mag) / scale[:, None]) ** 2).clamp(max=cfg.loss_clip or float("inf"))
         recon.append(_window_mean(r2, probed).sqrt())
         with torch.no_grad():
@@ -212,8 +217,18 @@ def shuffled_batches(stream: WindowStream, batch_size: int, pool: int, seed: int
 class Validation:
     """Masked-reconstruction RMSE on fixed held-out windows with a fixed probe pattern."""
 
-    def __init__(self, source, window: int, band=None, exclude=frozenset(), max_windows=1024, seed=0,
-                 log_path: Path | None = None, batch_size: int = 256, cfg=None):
+    def __init__(
+        self,
+        source,
+        window: int,
+        band=None,
+        exclude=frozenset(),
+        max_windows=1024,
+        seed=0,
+        log_path: Path | None = None,
+        batch_size: int = 256,
+        cfg=None,
+    ):
         table = read(source, band=band)
         if exclude:
             table = table.filter(pc.invert(pc.is_in(table.column(S.ID), pa.array(sorted(exclude)))))
@@ -222,7 +237,9 @@ class Validation:
             raise StarcurveError(f"--val-data {source}: no light curve with >= 10 points")
         rng = np.random.default_rng(seed)
         self.loss_fn = masked_loss
-        if cfg is not None and cfg.multiview:  # one fixed draw of every view of up to max_windows rows
+        if (
+            cfg is not None and cfg.multiview
+        ):  # one fixed draw of every view of up to max_windows rows
             from starcurve.data.views import cached_periods
 
             table = table.take(pa.array(np.sort(rng.permutation(table.num_rows)[:max_windows])))
@@ -233,7 +250,10 @@ class Validation:
             take = torch.from_numpy(np.sort(rng.permutation(len(w["row"]))[:max_windows]))
             self.batch = {k: v[take] for k, v in w.items() if k != "row"}
         self.seed, self.log_path, self.batch_size = seed, log_path, batch_size
-        self.n_windows, self.n_objects = len(self.batch["ctx" if cfg and cfg.multiview else "mag"]), table.num_rows
+        self.n_windows, self.n_objects = (
+            len(self.batch["ctx" if cfg and cfg.multiview else "mag"]),
+            table.num_rows,
+        )
         self.step = 0
 
     @torch.no_grad()
@@ -303,7 +323,9 @@ def run(
 
         table = _read_all(paths, band, exclude)
         # the periodograms are kept in $STARCURVE_CACHE when set (shared by runs), else in the run
-        periods = cached_periods(table, os.environ.get("STARCURVE_CACHE") or out, progress=rank == 0)
+        periods = cached_periods(
+            table, os.environ.get("STARCURVE_CACHE") or out, progress=rank == 0
+        )
 
         def batches():
             return view_batches(table, periods, cfg, batch_size, tcfg.seed, rank, world)
@@ -314,8 +336,15 @@ def run(
 
     def stream_batches():
         stream = WindowStream(
-            paths, n=cfg.window, batch_size=4096, band=band, exclude=exclude or None,
-            batch_rows=512, seed=tcfg.seed, rank=rank, world=world,  # small chunks: DDP balance
+            paths,
+            n=cfg.window,
+            batch_size=4096,
+            band=band,
+            exclude=exclude or None,
+            batch_rows=512,
+            seed=tcfg.seed,
+            rank=rank,
+            world=world,  # small chunks: DDP balance
         )
         return shuffled_batches(stream, batch_size, max(pool, batch_size), tcfg.seed, rank)
 
@@ -324,12 +353,23 @@ def run(
     if val is not None:
         val.log_path, val.step = out / "val.csv", 0
         state = out / "checkpoint" / "state.json"
-        if resume and tcfg.eval_every and state.exists():  # evaluations after the checkpoint run again
+        if (
+            resume and tcfg.eval_every and state.exists()
+        ):  # evaluations after the checkpoint run again
             val.step = json.loads(state.read_text())["step"] // tcfg.eval_every
             drop_rows_after(val.log_path, val.step)
-    summary = train(model, batches, loss_fn, out, tcfg, resume=resume, eval_fn=val,
-                    eval_name="val_loss" if cfg.multiview else "val_rmse_hidden",
-                    lower_is_better=True, desc=desc)
+    summary = train(
+        model,
+        batches,
+        loss_fn,
+        out,
+        tcfg,
+        resume=resume,
+        eval_fn=val,
+        eval_name="val_loss" if cfg.multiview else "val_rmse_hidden",
+        lower_is_better=True,
+        desc=desc,
+    )
     if rank == 0:
         save_model(model, out, meta)
     return summary
@@ -386,26 +426,56 @@ def _launch(model, out, opts: dict, meta: dict, lr: float, warmup: int, desc: st
     paths = [str(p) for p in parquet_files(list(opts["data"]) + list(opts["more_data"]))]
     exclude = read_ids(opts["exclude_ids"])
     tcfg = TrainConfig(
-        steps=opts["steps"], lr=lr, optimizer=opts["optimizer"], weight_decay=opts["weight_decay"],
-        betas=(0.9, 0.98), eps=1e-9, warmup=warmup, decay=opts["decay"], clip=opts["clip"], log_every=25,
-        ckpt_every=opts["ckpt_every"], eval_every=opts["eval_every"] if opts["val_data"] else 0,
+        steps=opts["steps"],
+        lr=lr,
+        optimizer=opts["optimizer"],
+        weight_decay=opts["weight_decay"],
+        betas=(0.9, 0.98),
+        eps=1e-9,
+        warmup=warmup,
+        decay=opts["decay"],
+        clip=opts["clip"],
+        log_every=25,
+        ckpt_every=opts["ckpt_every"],
+        eval_every=opts["eval_every"] if opts["val_data"] else 0,
         seed=opts["seed"],
     )
     val = None
     if opts["val_data"] and opts["steps"] > 0:
-        val = Validation(opts["val_data"], model.config.window, band=opts["val_band"],
-                         exclude=exclude, max_windows=opts["val_windows"], cfg=model.config)
+        val = Validation(
+            opts["val_data"],
+            model.config.window,
+            band=opts["val_band"],
+            exclude=exclude,
+            max_windows=opts["val_windows"],
+            cfg=model.config,
+        )
     meta = {
         **meta,
-        "data": paths, "band": opts["band"], "excluded_ids": len(exclude),
-        "exclude_ids_file": opts["exclude_ids"], "batch_size": opts["batch_size"],
+        "data": paths,
+        "band": opts["band"],
+        "excluded_ids": len(exclude),
+        "exclude_ids_file": opts["exclude_ids"],
+        "batch_size": opts["batch_size"],
         "train": {**vars(tcfg), "betas": list(tcfg.betas)},
-        "val_data": opts["val_data"], "val_band": opts["val_band"],
+        "val_data": opts["val_data"],
+        "val_band": opts["val_band"],
         "command": " ".join(sys.argv),
     }
-    summary = run(model, paths, Path(out), tcfg, batch_size=opts["batch_size"], band=opts["band"],
-                  exclude=exclude, resume=opts["resume"], val=val, pool=opts["pool"], meta=meta,
-                  desc=desc)
+    summary = run(
+        model,
+        paths,
+        Path(out),
+        tcfg,
+        batch_size=opts["batch_size"],
+        band=opts["band"],
+        exclude=exclude,
+        resume=opts["resume"],
+        val=val,
+        pool=opts["pool"],
+        meta=meta,
+        desc=desc,
+    )
     if int(ddp_setup()[0]) == 0:
         click.echo(json.dumps({"out": str(out), **{k: v for k, v in summary.items()}}))
 
@@ -416,9 +486,12 @@ def _check_out(out: Path, resume: bool) -> None:
 
 
 @click.command("pretrain")
-@click.option("--config", "config", default=None,
-              help="a1 | a2 | sc1 | pv1 | a JSON file of EncoderConfig fields [default: sc1, or the "
-                   "run's].")
+@click.option(
+    "--config",
+    "config",
+    default=None,
+    help="a1 | a2 | sc1 | pv1 | a JSON file of EncoderConfig fields [default: sc1, or the run's].",
+)
 @_train_options
 def pretrain_cmd(config: str, **opts) -> None:
     """Pretrain an encoder by masked reconstruction on light curves (Parquet)."""
@@ -438,8 +511,12 @@ def pretrain_cmd(config: str, **opts) -> None:
 
 
 @click.command("finetune")
-@click.option("--model", "model_dir", default=None,
-              help="Model folder to start from (default: the shipped model).")
+@click.option(
+    "--model",
+    "model_dir",
+    default=None,
+    help="Model folder to start from (default: the shipped model).",
+)
 @_train_options
 def finetune_cmd(model_dir: str | None, **opts) -> None:
     """Continue masked pretraining on a target survey's unlabeled pool (self-supervised)."""

@@ -88,7 +88,9 @@ def _labeled(labels: np.ndarray) -> np.ndarray:
     return np.array([v is not None for v in labels], bool)
 
 
-def split_validation(y: np.ndarray, frac: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def split_validation(
+    y: np.ndarray, frac: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Stratified split: about ``frac`` of each class (at least one if it has two or more) to validation."""
     val = []
     for k in np.unique(y):  # loop over classes
@@ -99,7 +101,9 @@ def split_validation(y: np.ndarray, frac: float, rng: np.random.Generator) -> tu
     return np.setdiff1d(np.arange(len(y)), val), val
 
 
-def balance_per_survey(table: pa.Table, y: np.ndarray, cfg: AugmentConfig, rng) -> tuple[pa.Table, np.ndarray]:
+def balance_per_survey(
+    table: pa.Table, y: np.ndarray, cfg: AugmentConfig, rng
+) -> tuple[pa.Table, np.ndarray]:
     """Class balancing by augmentation; with several surveys, each (survey, class) pair is a group.
 
     A class that is rare in one survey (EROS eclipsing binaries beside thousands of ASAS ones) is then
@@ -107,8 +111,12 @@ def balance_per_survey(table: pa.Table, y: np.ndarray, cfg: AugmentConfig, rng) 
     """
     if S.SURVEY not in table.column_names or pc.count_distinct(table.column(S.SURVEY)).as_py() < 2:
         return balance(table, y, cfg, rng)
-    survey = np.asarray(table.column(S.SURVEY).fill_null("?").to_numpy(zero_copy_only=False), dtype=str)
-    keys, groups = np.unique(np.char.add(np.char.add(survey, "\x1f"), y.astype(str)), return_inverse=True)
+    survey = np.asarray(
+        table.column(S.SURVEY).fill_null("?").to_numpy(zero_copy_only=False), dtype=str
+    )
+    keys, groups = np.unique(
+        np.char.add(np.char.add(survey, "\x1f"), y.astype(str)), return_inverse=True
+    )
     group_class = np.array([int(k.split("\x1f")[1]) for k in keys])
     table, groups = balance(table, groups, cfg, rng)
     return table, group_class[groups]
@@ -164,11 +172,15 @@ def fit(
     labels = np.asarray(labels, dtype=object)
     ok = (S.lengths(table) >= min_obs) & _labeled(labels)
     if not ok.any():
-        raise StarcurveError(f"no labeled light curve with at least {min_obs} observations to train on")
+        raise StarcurveError(
+            f"no labeled light curve with at least {min_obs} observations to train on"
+        )
     rows = np.flatnonzero(ok)
     classes, y = np.unique(labels[rows].astype(str), return_inverse=True)
     if len(classes) < 2:
-        raise StarcurveError(f"need at least two classes to train a classifier, found {list(classes)}")
+        raise StarcurveError(
+            f"need at least two classes to train a classifier, found {list(classes)}"
+        )
     rng = np.random.default_rng(cfg.seed)
     tr, va = split_validation(y, cfg.val_frac, rng)
     train_t, y_tr = table.take(pa.array(rows[tr])), y[tr]
@@ -176,11 +188,15 @@ def fit(
         train_t, y_tr = balance_per_survey(train_t, y_tr, cfg.augment, rng)
     dt_scale, dm_scale = delta_scales(train_t)
     torch.manual_seed(cfg.seed)  # initial weights depend on the seed only
-    model = build(kind, classes=[str(c) for c in classes], dt_scale=dt_scale, dm_scale=dm_scale, **opts)
+    model = build(
+        kind, classes=[str(c) for c in classes], dt_scale=dt_scale, dm_scale=dm_scale, **opts
+    )
     counts = np.bincount(y_tr, minlength=len(classes))
     weight = None
     if cfg.class_weight:
-        weight = torch.tensor(len(y_tr) / (len(classes) * np.maximum(counts, 1)), dtype=torch.float32)
+        weight = torch.tensor(
+            len(y_tr) / (len(classes) * np.maximum(counts, 1)), dtype=torch.float32
+        )
 
     va = va[rng.permutation(len(va))[: cfg.max_val]]
     val_t, y_va = table.take(pa.array(rows[va])), y[va]
@@ -228,20 +244,35 @@ def fit(
         return total / max(norm, 1e-12)
 
     tcfg = TrainConfig(
-        steps=steps, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup=min(100, max(steps // 10, 1)),
-        log_every=min(25, steps), ckpt_every=cfg.ckpt_every, eval_every=cfg.eval_every if len(va) else 0,
-        patience=cfg.patience, seed=cfg.seed,
+        steps=steps,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup=min(100, max(steps // 10, 1)),
+        log_every=min(25, steps),
+        ckpt_every=cfg.ckpt_every,
+        eval_every=cfg.eval_every if len(va) else 0,
+        patience=cfg.patience,
+        seed=cfg.seed,
     )
     summary = train(
-        model, batches, loss_fn, out_dir, tcfg, resume=resume,
-        eval_fn=eval_fn if len(va) else None, eval_name="val_loss", lower_is_better=True,
+        model,
+        batches,
+        loss_fn,
+        out_dir,
+        tcfg,
+        resume=resume,
+        eval_fn=eval_fn if len(va) else None,
+        eval_name="val_loss",
+        lower_is_better=True,
         desc=desc or f"train {kind}",
     )
     model.eval()
     info = {
         "train": summary,
         "data": {
-            "classes": {str(c): int(n) for c, n in zip(classes, np.bincount(y, minlength=len(classes)))},
+            "classes": {
+                str(c): int(n) for c, n in zip(classes, np.bincount(y, minlength=len(classes)))
+            },
             "train_objects": len(tr),
             "train_rows_after_augmentation": int(n_train),
             "validation_objects": len(va),
@@ -268,10 +299,18 @@ def predict_proba(model, table: pa.Table, batch_size: int = 256) -> tuple[np.nda
         inp = model.inputs(table.take(pa.array(idx)))
         fin = torch.isfinite(inp["x"]).flatten(1).all(1)  # nothing non-finite reaches the model
         if fin.any():
-            proba[idx[fin.numpy()]] = torch.softmax(model(inp["x"][fin], inp["lengths"][fin]), -1).numpy()
+            proba[idx[fin.numpy()]] = torch.softmax(
+                model(inp["x"][fin], inp["lengths"][fin]), -1
+            ).numpy()
     done = np.isfinite(proba).all(1)
-    reasons = [None if d else NONFINITE if n >= min_obs else
-               f"too few observations ({n} < {min_obs}); not classified" for n, d in zip(lens, done)]
+    reasons = [
+        None
+        if d
+        else NONFINITE
+        if n >= min_obs
+        else f"too few observations ({n} < {min_obs}); not classified"
+        for n, d in zip(lens, done)
+    ]
     return proba, reasons
 
 
@@ -284,8 +323,16 @@ NONFINITE = "the model input or output is not finite (NaN or infinite); not clas
 # gets 5 augmented copies plus per-batch noise, since FS-1 training sets are small (20-500 per
 # class). See docs/supervised.md.
 _FS1_AUG = AugmentConfig(target_factor=6.0, noise=1.0)
-_FS1 = FitConfig(steps=3000, batch_size=64, lr=2e-3, eval_every=50, patience=6, ckpt_every=10_000,
-                 max_val=500, augment=_FS1_AUG)
+_FS1 = FitConfig(
+    steps=3000,
+    batch_size=64,
+    lr=2e-3,
+    eval_every=50,
+    patience=6,
+    ckpt_every=10_000,
+    max_val=500,
+    augment=_FS1_AUG,
+)
 FS1_FIT = {"rnn": _FS1, "cnn": replace(_FS1, steps=2000)}
 FS1_MODEL = {"rnn": {"hidden": 32, "dense": 32, "train_max_obs": 300}, "cnn": {}}
 
@@ -294,8 +341,13 @@ def fs1_estimator(kind: str, seed: int, out_dir):
     """The FS-1 ``rnn`` / ``cnn`` method: the network with the budget above, on the training set only."""
     from starcurve.models.estimators import NetworkClassifier
 
-    return NetworkClassifier(kind, replace(FS1_FIT[kind], seed=seed), FS1_MODEL[kind], out_dir=out_dir,
-                             desc=f"FS-1 {kind}")
+    return NetworkClassifier(
+        kind,
+        replace(FS1_FIT[kind], seed=seed),
+        FS1_MODEL[kind],
+        out_dir=out_dir,
+        desc=f"FS-1 {kind}",
+    )
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -310,7 +362,9 @@ def read_inputs(paths, band=None, columns=None) -> pa.Table:
         tables.append(t.select([c for c in _KEEP if c in t.column_names]))
     table = pa.concat_tables(tables, promote_options="default")
     if table.num_rows == 0:
-        raise StarcurveError(f"no light curves in {list(paths)}" + (f" in band {band}" if band else ""))
+        raise StarcurveError(
+            f"no light curves in {list(paths)}" + (f" in band {band}" if band else "")
+        )
     return table
 
 
@@ -322,11 +376,15 @@ def _parse_options(kind: str, items: tuple[str, ...]) -> dict:
     for item in items:
         key, sep, val = item.partition("=")
         if not sep or key not in cfg_fields:
-            raise StarcurveError(f"--set {item!r}: use KEY=VALUE with KEY one of {sorted(cfg_fields)}")
+            raise StarcurveError(
+                f"--set {item!r}: use KEY=VALUE with KEY one of {sorted(cfg_fields)}"
+            )
         typ = cfg_fields[key]
         try:
-            out[key] = (val.lower() in ("1", "true", "yes")) if "bool" in str(typ) else (
-                int(val) if "int" in str(typ) else float(val) if "float" in str(typ) else val
+            out[key] = (
+                (val.lower() in ("1", "true", "yes"))
+                if "bool" in str(typ)
+                else (int(val) if "int" in str(typ) else float(val) if "float" in str(typ) else val)
             )
         except ValueError:
             raise StarcurveError(f"--set {item!r}: {val!r} is not a valid {typ}") from None
@@ -336,32 +394,73 @@ def _parse_options(kind: str, items: tuple[str, ...]) -> dict:
 @click.command("train")
 @click.argument("kind", type=click.Choice(sorted(MODELS)))
 @click.argument("more_data", nargs=-1, type=click.Path())
-@data_option("Labeled light curves (Parquet file/folder); several: --data A B or --data A --data B.")
+@data_option(
+    "Labeled light curves (Parquet file/folder); several: --data A B or --data A --data B."
+)
 @band_option
 @columns_option
 @min_obs_option
 @output_option(OUTPUT_DIR, "Model folder to write.")
-@click.option("--steps", type=click.IntRange(1), default=3000, show_default=True,
-              help="Training steps at most (early stopping usually ends sooner).")
-@click.option("--epochs", type=float, default=None, help="Instead of --steps: passes over the training set.")
+@click.option(
+    "--steps",
+    type=click.IntRange(1),
+    default=3000,
+    show_default=True,
+    help="Training steps at most (early stopping usually ends sooner).",
+)
+@click.option(
+    "--epochs", type=float, default=None, help="Instead of --steps: passes over the training set."
+)
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--val-frac", type=float, default=0.15, show_default=True, help="Validation split.")
 @click.option("--eval-every", type=int, default=100, show_default=True)
 @click.option("--patience", type=int, default=5, show_default=True, help="Early stopping (0: off).")
-@click.option("--augment", is_flag=True, help="Balance classes with augmented copies (docs/supervised.md).")
-@click.option("--noise", type=float, default=0.0, help="With --augment: Gaussian noise in units of mag_err.")
+@click.option(
+    "--augment", is_flag=True, help="Balance classes with augmented copies (docs/supervised.md)."
+)
+@click.option(
+    "--noise", type=float, default=0.0, help="With --augment: Gaussian noise in units of mag_err."
+)
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/checkpoint.")
-@click.option("--label-map", type=click.Path(), default=None,
-              help='JSON {"source class": "new class" or null}, e.g. {"RRab": "RR_Lyrae"}.')
+@click.option(
+    "--label-map",
+    type=click.Path(),
+    default=None,
+    help='JSON {"source class": "new class" or null}, e.g. {"RRab": "RR_Lyrae"}.',
+)
 @exclude_ids_option
 @click.option("--min-per-class", type=int, default=5, show_default=True, help="Drop rarer classes.")
-@click.option("--set", "options", multiple=True, help="Model option KEY=VALUE, e.g. --set hidden=128.")
+@click.option(
+    "--set", "options", multiple=True, help="Model option KEY=VALUE, e.g. --set hidden=128."
+)
 @seed_option()
 @threads_option()
-def train_cmd(kind, more_data, data, band, columns, min_obs, output, steps, epochs, batch_size, lr,
-              val_frac, eval_every, patience, augment, noise, resume, label_map, exclude_ids,
-              min_per_class, options, seed, threads) -> None:
+def train_cmd(
+    kind,
+    more_data,
+    data,
+    band,
+    columns,
+    min_obs,
+    output,
+    steps,
+    epochs,
+    batch_size,
+    lr,
+    val_frac,
+    eval_every,
+    patience,
+    augment,
+    noise,
+    resume,
+    label_map,
+    exclude_ids,
+    min_per_class,
+    options,
+    seed,
+    threads,
+) -> None:
     """Train an RNN or CNN classifier on labeled light curves (validation split, early stopping)."""
     if threads:
         torch.set_num_threads(threads)
@@ -376,10 +475,14 @@ def train_cmd(kind, more_data, data, band, columns, min_obs, output, steps, epoc
             mapping = json.loads(Path(label_map).read_text())
             assert isinstance(mapping, dict)
         except (OSError, ValueError, AssertionError):
-            raise StarcurveError(f"--label-map {label_map}: not a JSON object of class names") from None
+            raise StarcurveError(
+                f"--label-map {label_map}: not a JSON object of class names"
+            ) from None
     ids = read_ids(exclude_ids)
     if ids:
-        table = table.filter(pc.invert(pc.is_in(table.column(S.ID), pa.array(sorted(ids), pa.string()))))
+        table = table.filter(
+            pc.invert(pc.is_in(table.column(S.ID), pa.array(sorted(ids), pa.string())))
+        )
     table, _ = clean(table, min_obs=min_obs)
     labels = map_labels(np.asarray(table.column(S.LABEL).to_pylist(), object), mapping)
     names, counts = np.unique(labels[_labeled(labels)].astype(str), return_counts=True)
@@ -388,11 +491,19 @@ def train_cmd(kind, more_data, data, band, columns, min_obs, output, steps, epoc
         click.echo(f"dropping classes with < {min_per_class} objects: {sorted(rare)}")
         labels[np.isin(labels.astype(str), list(rare))] = None
     cfg = FitConfig(
-        steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, val_frac=val_frac,
-        eval_every=eval_every, patience=patience, seed=seed,
+        steps=steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        val_frac=val_frac,
+        eval_every=eval_every,
+        patience=patience,
+        seed=seed,
         augment=AugmentConfig(noise=noise) if augment else None,
     )
-    model, info = fit(kind, table, labels, out_dir, cfg, model_options=opts, resume=resume, desc=f"train {kind}")
+    model, info = fit(
+        kind, table, labels, out_dir, cfg, model_options=opts, resume=resume, desc=f"train {kind}"
+    )
     d = info["data"]
     click.echo(
         f"{kind}: {len(model.cfg.classes)} classes {d['classes']}; trained on {d['train_objects']} objects "
