@@ -6,6 +6,7 @@ import torch
 
 from starcurve.cli import main
 from starcurve.data.io import from_arrays
+from starcurve.models.encoder import EncoderConfig
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -54,3 +55,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def tiny_config(**changes) -> EncoderConfig:
+    """The tiny encoder the tests build (fast on one core): 1 layer, d_model 16, window 32."""
+    base = {"name": "tiny", "window": 32, "d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 16,
+            "norm": "pre", "residual": "add", "time_encoding": "logspaced", "mask_token": "vector",
+            "use_err": True, "scale": True}  # fmt: skip
+    return EncoderConfig(**{**base, **changes})

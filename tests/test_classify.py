@@ -4,30 +4,19 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import tiny_config
 
 from starcurve import StarcurveError, write_parquet
 from starcurve.cli import main
 from starcurve.data.io import from_arrays
 from starcurve.data.views import log10_false_alarm, periods
 from starcurve.models import classify as C
-from starcurve.models.encoder import Encoder, EncoderConfig
+from starcurve.models.encoder import Encoder
 from starcurve.models.estimators import TaxonomyClassifier
 from starcurve.models.folder import load
 from starcurve.models.hub import Model, load_model, save_model
 
-TINY = EncoderConfig(
-    name="tiny",
-    d_model=16,
-    n_layers=1,
-    n_heads=2,
-    d_ff=16,
-    norm="pre",
-    residual="add",
-    time_encoding="logspaced",
-    mask_token="vector",
-    use_err=True,
-    scale=True,
-)
+TINY = tiny_config(window=200)
 
 
 def round_trip(state: dict, folder, encoder=None) -> dict:

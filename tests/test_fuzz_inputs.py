@@ -11,12 +11,13 @@ import tempfile
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from conftest import tiny_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from starcurve import StarcurveError
 from starcurve.data import schema as S
-from starcurve.models.encoder import EncoderConfig, build
+from starcurve.models.encoder import build
 from starcurve.models.hub import Model
 
 ODD = [
@@ -48,20 +49,7 @@ light_curve = st.tuples(
 
 @functools.cache
 def model() -> Model:
-    cfg = EncoderConfig(
-        name="fuzz",
-        window=16,
-        d_model=8,
-        n_layers=1,
-        n_heads=2,
-        d_ff=8,
-        norm="pre",
-        residual="add",
-        time_encoding="logspaced",
-        mask_token="vector",
-        use_err=True,
-        scale=True,
-    )
+    cfg = tiny_config(name="fuzz", window=16, d_model=8, d_ff=8)
     return Model(build(cfg, seed=0))
 
 

@@ -5,6 +5,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from conftest import run_cli as run
+from conftest import tiny_config
 
 from starcurve import StarcurveError, write_parquet
 from starcurve.data.io import from_arrays
@@ -41,20 +42,7 @@ def table():
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    cfg = EncoderConfig(
-        name="tiny",
-        window=32,
-        d_model=16,
-        n_layers=1,
-        n_heads=2,
-        d_ff=16,
-        norm="pre",
-        residual="add",
-        time_encoding="logspaced",
-        mask_token="vector",
-        use_err=True,
-        scale=True,
-    )
+    cfg = tiny_config()
     return hub.save_model(build(cfg, seed=0), tmp_path_factory.mktemp("m") / "tiny")
 
 

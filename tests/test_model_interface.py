@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import run_cli
+from conftest import run_cli, tiny_config
 from sklearn.base import clone
 from sklearn.pipeline import make_pipeline
 
@@ -17,7 +17,7 @@ from starcurve.data.simulate import simulate
 from starcurve.eval import fewshot as fs
 from starcurve.models import classify as C
 from starcurve.models import hub
-from starcurve.models.encoder import EncoderConfig, build
+from starcurve.models.encoder import build
 from starcurve.models.estimators import (
     Embedder,
     EncoderClassifier,
@@ -30,20 +30,7 @@ from starcurve.models.forest import FeatureForest
 from starcurve.train import supervised as sup
 from starcurve.train.heads import fit_classifier
 
-TINY = EncoderConfig(
-    name="tiny",
-    window=32,
-    d_model=16,
-    n_layers=1,
-    n_heads=2,
-    d_ff=16,
-    norm="pre",
-    residual="add",
-    time_encoding="logspaced",
-    mask_token="vector",
-    use_err=True,
-    scale=True,
-)
+TINY = tiny_config()
 CLASSES = ["Mira", "RRab"]
 
 

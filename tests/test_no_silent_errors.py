@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from conftest import run_cli as run
+from conftest import tiny_config
 
 from starcurve import StarcurveError, clean, read, write_parquet
 from starcurve.data import schema as S
@@ -28,26 +29,13 @@ from starcurve.data.io import from_arrays, iter_tables, read_parquet
 from starcurve.data.simulate import simulate
 from starcurve.models import classify as C
 from starcurve.models import hub
-from starcurve.models.encoder import EncoderConfig, build
+from starcurve.models.encoder import build
 from starcurve.models.estimators import NetworkClassifier, TaxonomyClassifier
 from starcurve.models.folder import load
 from starcurve.models.predict import prediction_table
 from starcurve.train import supervised as sup
 
-TINY = EncoderConfig(
-    name="tiny",
-    window=32,
-    d_model=16,
-    n_layers=1,
-    n_heads=2,
-    d_ff=16,
-    norm="pre",
-    residual="add",
-    time_encoding="logspaced",
-    mask_token="vector",
-    use_err=True,
-    scale=True,
-)
+TINY = tiny_config()
 BAD_NAME = os.fsdecode(b"lc\xff.parquet")  # not UTF-8
 
 
