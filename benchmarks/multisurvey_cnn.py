@@ -51,7 +51,7 @@ def load(name: str, band: str):
 
 
 def score(model, test: pa.Table, y: np.ndarray, fallback: str) -> dict:
-    proba, _ = sup.predict_proba(model, test)
+    proba, _ = sup.network_proba(model, test)
     done = np.isfinite(proba).all(1)
     pred = np.full(len(y), fallback, dtype=object)
     pred[done] = np.array(model.cfg.classes, dtype=object)[proba[done].argmax(1)]

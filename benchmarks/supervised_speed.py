@@ -53,7 +53,7 @@ def best_of(fn, repeats: int) -> float:
 
 def classify(model, table: pa.Table) -> None:
     clean_t, _ = clean(table)
-    sup.predict_proba(model, clean_t)
+    sup.network_proba(model, clean_t)
 
 
 def synthetic(n_obs: int, count: int, seed: int) -> pa.Table:

@@ -79,7 +79,7 @@ def main() -> None:
                         f"--{k} {v}" for k, v in vars(args).items())}  # fmt: skip
     TaxonomyClassifier().with_state(model, state, meta).save(folder)
 
-    prob, ood = C.predict(state, *C.head_inputs(model, held))
+    prob, ood = C.head_scores(state, *C.head_inputs(model, held))
     pred = np.array(C.FINE)[prob.argmax(1)]
     lab = held.column(S.LABEL).to_pylist()
     allowed, usable = C.label_sets(lab)
@@ -99,7 +99,7 @@ def main() -> None:
     for survey in ("asas", "eros"):  # cadences and noise of both surveys, classes never trained on
         for cls in ("constant", "QSO"):
             sim, _ = clean(simulate(survey, 300, [cls], seed=1), min_obs=10)
-            _, o = C.predict(state, *C.head_inputs(model, sim))
+            _, o = C.head_scores(state, *C.head_inputs(model, sim))
             report[f"simulated_{survey}_{cls}_flagged_ood"] = float((o > 1).mean())
     atomic_json(report, folder / "head_eval.json")
     print(json.dumps(report, indent=1))

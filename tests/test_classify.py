@@ -42,7 +42,7 @@ def test_head_learns_fine_classes_from_mixed_fine_and_coarse_labels():
     labels[(y == "RRab") & (rng.random(len(y)) < 0.5)] = "RR_Lyrae"  # coarse: RRab or RRc
     labels[(y == "LPV")] = "Mira"
     state = C.fit_head(X, list(labels), epochs=200)
-    prob, ood = C.predict(state, X)
+    prob, ood = C.head_scores(state, X)
     pred = np.array(C.FINE)[prob.argmax(1)]
     assert (pred == y).mean() > 0.95
     assert (ood > 1).mean() <= 0.05  # the 99th-percentile threshold, on the training objects
@@ -53,7 +53,7 @@ def test_far_away_points_are_flagged_out_of_distribution():
     X, y, _ = clusters(rng)
     state = C.fit_head(X, list(y), epochs=50)
     far = rng.normal(0, 1, (20, X.shape[1])).astype(np.float32) + 40
-    assert (C.predict(state, far)[1] > 1).all()
+    assert (C.head_scores(state, far)[1] > 1).all()
 
 
 def test_a_gap_inside_a_two_mode_class_is_flagged():
@@ -65,8 +65,8 @@ def test_a_gap_inside_a_two_mode_class_is_flagged():
     X[y == "RRab"] = rrab + np.where(np.arange(len(rrab))[:, None] % 2 == 0, 12.0, -12.0)
     state = C.fit_head(X, ["Mira" if c == "LPV" else c for c in y], epochs=20)
     gap = X[y == "RRab"].mean(0) + rng.normal(0, 1, (20, X.shape[1])).astype(np.float32)
-    assert (C.predict(state, gap)[1] > 1).mean() >= 0.9
-    assert (C.predict(state, X)[1] > 1).mean() <= 0.05
+    assert (C.head_scores(state, gap)[1] > 1).mean() >= 0.9
+    assert (C.head_scores(state, X)[1] > 1).mean() <= 0.05
 
 
 def test_a_light_curve_without_a_significant_period_is_flagged(tmp_path):
@@ -81,12 +81,14 @@ def test_a_light_curve_without_a_significant_period_is_flagged(tmp_path):
     X, y, _ = clusters(rng)
     fap_train = rng.uniform(-60, -5, len(X))  # training variables: significant periods
     state = C.fit_head(X, ["Mira" if c == "LPV" else c for c in y], epochs=20, log_fap=fap_train)
-    assert (C.predict(state, X, fap_train)[1] > 1).mean() <= 0.05
-    _, ood = C.predict(state, X[:6], log_fap)  # typical embeddings, but the last three are noise
+    assert (C.head_scores(state, X, fap_train)[1] > 1).mean() <= 0.05
+    _, ood = C.head_scores(
+        state, X[:6], log_fap
+    )  # typical embeddings, but the last three are noise
     assert (ood[3:] > 1).all() and (ood[:3] <= 1).sum() >= 2
     assert round_trip(state, tmp_path)["fap_threshold"] == pytest.approx(state["fap_threshold"])
     with pytest.raises(StarcurveError, match="log_fap"):
-        C.predict(state, X)
+        C.head_scores(state, X)
 
 
 def test_outlier_exposure_flags_what_it_was_shown_and_little_else(tmp_path):
@@ -105,11 +107,13 @@ def test_outlier_exposure_flags_what_it_was_shown_and_little_else(tmp_path):
     out, fresh = draw(200), draw(40)
     plain = C.fit_head(X, labels, epochs=20)
     exposed = C.fit_head(X, labels, epochs=20, outliers=out)
-    assert (C.predict(plain, fresh)[1] > 1).mean() <= 0.5  # distances alone miss most of them
-    assert (C.predict(exposed, fresh)[1] > 1).mean() >= 0.7
-    assert (C.predict(exposed, X)[1] > 1).mean() <= 0.05
+    assert (C.head_scores(plain, fresh)[1] > 1).mean() <= 0.5  # distances alone miss most of them
+    assert (C.head_scores(exposed, fresh)[1] > 1).mean() >= 0.7
+    assert (C.head_scores(exposed, X)[1] > 1).mean() <= 0.05
     back = round_trip(exposed, tmp_path)
-    np.testing.assert_allclose(C.predict(back, fresh)[1], C.predict(exposed, fresh)[1], rtol=1e-5)
+    np.testing.assert_allclose(
+        C.head_scores(back, fresh)[1], C.head_scores(exposed, fresh)[1], rtol=1e-5
+    )
 
 
 def test_unusable_labels_give_a_clear_error():
@@ -122,7 +126,7 @@ def test_head_round_trip_and_corruption(tmp_path):
     X, y, _ = clusters(rng)
     state = C.fit_head(X, list(y), epochs=20)
     back = round_trip(state, tmp_path)
-    for a, b in zip(C.predict(state, X), C.predict(back, X)):
+    for a, b in zip(C.head_scores(state, X), C.head_scores(back, X)):
         np.testing.assert_allclose(a, b, rtol=1e-6)
     (tmp_path / "model.safetensors").write_bytes(b"junk")
     with pytest.raises(StarcurveError, match="corrupted"):

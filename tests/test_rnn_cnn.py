@@ -89,7 +89,7 @@ def test_streaming_update_equals_full_recomputation(cell):
         n += k
         assert len(state.pending) < m.cfg.w  # the state stays O(1) in size
         full, _ = clean(from_arrays([t[:n]], [mag[:n]], [err[:n]]), min_obs=1)
-        proba, reason = sup.predict_proba(m, full)
+        proba, reason = sup.network_proba(m, full)
         if n < 20 or S.lengths(full)[0] < 20:
             assert state.proba is None and reason[0] is not None
         else:
@@ -106,7 +106,7 @@ def test_short_light_curves_are_skipped_with_a_reason():
         [np.full(n, 0.1) for n in lens],
     )
     for kind in ("rnn", "cnn"):
-        proba, reasons = sup.predict_proba(model(kind), table)
+        proba, reasons = sup.network_proba(model(kind), table)
         assert np.isnan(proba[:2]).all() and np.isfinite(proba[2:]).all()
         assert "19 < 20" in reasons[1] and reasons[2] is None
         est = NetworkClassifier(kind)
@@ -127,7 +127,7 @@ def test_save_load_round_trip(tmp_path, toy_table):
         est.save(tmp_path / kind)
         back = load(tmp_path / kind)
         assert isinstance(back, NetworkClassifier) and back.kind == kind and back.net_.cfg == m.cfg
-        a, b = sup.predict_proba(m, toy_table)[0], back.predict_proba(toy_table)
+        a, b = sup.network_proba(m, toy_table)[0], back.predict_proba(toy_table)
         assert np.array_equal(a, b)
         doc = json.loads((tmp_path / kind / "config.json").read_text())
         assert doc["model_type"] == kind and doc["config"]["classes"] == ["a", "b", "c"]
@@ -142,7 +142,7 @@ def test_tiny_model_learns_an_easy_two_class_problem(tmp_path, kind):
     labels = np.array(train.column(S.LABEL).to_pylist(), object)
     cfg = sup.FitConfig(steps=80, batch_size=32, lr=3e-3, eval_every=20, patience=0, val_frac=0.15)
     m, info = sup.fit(kind, train, labels, tmp_path, cfg, model_options=TINY[kind])
-    proba, _ = sup.predict_proba(m, test)
+    proba, _ = sup.network_proba(m, test)
     pred = np.array(m.cfg.classes)[proba.argmax(1)]
     acc = (pred == np.array(test.column(S.LABEL).to_pylist())).mean()
     assert acc > 0.9, acc

@@ -188,7 +188,7 @@ def _kth_distance(P: np.ndarray, bank: np.ndarray, skip_self: bool = False) -> n
     return out
 
 
-def predict(
+def head_scores(
     state: dict, X: np.ndarray, log_fap: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities [n, classes] and OOD scores [n] (> 1: unlike every training class).

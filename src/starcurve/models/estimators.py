@@ -158,9 +158,9 @@ class NetworkClassifier(Predictor):
         return self
 
     def answer(self, table: pa.Table) -> Answers:
-        from starcurve.train.supervised import predict_proba
+        from starcurve.train.supervised import network_proba
 
-        proba, reasons = predict_proba(self.net_, table)
+        proba, reasons = network_proba(self.net_, table)
         return Answers.nonfinite(proba, reasons=reasons)
 
     def config(self) -> dict:
@@ -286,10 +286,10 @@ class TaxonomyClassifier(Predictor):
         return self
 
     def answer(self, table: pa.Table) -> Answers:
-        from starcurve.models.classify import head_inputs, predict
+        from starcurve.models.classify import head_inputs, head_scores
 
         X, log_fap = head_inputs(self.embedder_, table, fap="fap_threshold" in self.state_)
-        prob, ood = predict(self.state_, X, log_fap)
+        prob, ood = head_scores(self.state_, X, log_fap)
         return Answers.nonfinite(np.where(np.isfinite(X).all(1)[:, None], prob, np.nan), ood)
 
     def config(self) -> dict:

@@ -75,11 +75,6 @@ class Classifier(nn.Module):
         probs = _window_logits(self, w, batch_size).softmax(-1).numpy()
         return _per_row(probs, w.row, table.num_rows)
 
-    def predict(self, table: pa.Table, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        """(labels, probabilities) per row of a clean table."""
-        p = self.predict_proba(table, batch_size)
-        return np.asarray(self.classes, dtype=object)[p.argmax(1)].astype(str), p
-
 
 def _window_logits(clf: Classifier, w, batch_size: int) -> torch.Tensor:
     count = w.mask.sum(1)

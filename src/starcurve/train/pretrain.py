@@ -309,7 +309,7 @@ def run(
     cfg = model.config
     if rank == 0:
         if resume and (out / "config.json").exists():  # keep how the run was started
-            first = json.loads((out / "config.json").read_text()).get("meta", {})
+            first = read_folder(out, weights=False).meta
             first.setdefault("resumed", []).append((meta or {}).get("command"))
             meta = first
         save_folder(out, "encoder", cfg.to_dict(), None, meta)  # the weights come at the end

@@ -287,7 +287,7 @@ def fit(
 
 # --- prediction -------------------------------------------------------------------------------
 @torch.no_grad()
-def predict_proba(model, table: pa.Table, batch_size: int = 256) -> tuple[np.ndarray, list]:
+def network_proba(model, table: pa.Table, batch_size: int = 256) -> tuple[np.ndarray, list]:
     """Class probabilities [rows, classes] (NaN where skipped) and a skip reason per row (or None)."""
     model.eval()
     lens = S.lengths(table)
