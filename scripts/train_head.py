@@ -32,6 +32,7 @@ from starcurve.models import classify as C
 from starcurve.models.estimators import TaxonomyClassifier
 from starcurve.models.folder import read_folder
 from starcurve.models.hub import load_model
+from starcurve.train.heads import fit_head
 
 FILES = {"asas_acvs": "V", "eros_lmc": "R", "macho_sample": None, "ogle2_microlensing": None}
 
@@ -71,7 +72,7 @@ def main() -> None:
         for c in ("constant", "QSO")
     ]
     outliers = np.vstack([C.head_inputs(model, t, fap=False)[0] for t in sims])
-    state = C.fit_head(X, labels, seed=args.seed, log_fap=fap, outliers=outliers)
+    state = fit_head(X, labels, seed=args.seed, log_fap=fap, outliers=outliers)
     _, usable = C.label_sets(labels)
     meta = read_folder(folder, weights=False).meta  # the encoder's record is kept
     meta["head"] = {"trained_on": int(usable.sum()), "seed": args.seed,

@@ -15,6 +15,7 @@ from starcurve.models.encoder import Encoder
 from starcurve.models.estimators import TaxonomyClassifier
 from starcurve.models.folder import load
 from starcurve.models.hub import Model, load_model, save_model
+from starcurve.train.heads import fit_head
 
 TINY = tiny_config(window=200)
 
@@ -41,7 +42,7 @@ def test_head_learns_fine_classes_from_mixed_fine_and_coarse_labels():
     labels = y.copy().astype(object)
     labels[(y == "RRab") & (rng.random(len(y)) < 0.5)] = "RR_Lyrae"  # coarse: RRab or RRc
     labels[(y == "LPV")] = "Mira"
-    state = C.fit_head(X, list(labels), epochs=200)
+    state = fit_head(X, list(labels), epochs=200)
     prob, ood = C.head_scores(state, X)
     pred = np.array(C.FINE)[prob.argmax(1)]
     assert (pred == y).mean() > 0.95
@@ -51,7 +52,7 @@ def test_head_learns_fine_classes_from_mixed_fine_and_coarse_labels():
 def test_far_away_points_are_flagged_out_of_distribution():
     rng = np.random.default_rng(1)
     X, y, _ = clusters(rng)
-    state = C.fit_head(X, list(y), epochs=50)
+    state = fit_head(X, list(y), epochs=50)
     far = rng.normal(0, 1, (20, X.shape[1])).astype(np.float32) + 40
     assert (C.head_scores(state, far)[1] > 1).all()
 
@@ -63,7 +64,7 @@ def test_a_gap_inside_a_two_mode_class_is_flagged():
     X, y, _ = clusters(rng)
     rrab = X[y == "RRab"]
     X[y == "RRab"] = rrab + np.where(np.arange(len(rrab))[:, None] % 2 == 0, 12.0, -12.0)
-    state = C.fit_head(X, ["Mira" if c == "LPV" else c for c in y], epochs=20)
+    state = fit_head(X, ["Mira" if c == "LPV" else c for c in y], epochs=20)
     gap = X[y == "RRab"].mean(0) + rng.normal(0, 1, (20, X.shape[1])).astype(np.float32)
     assert (C.head_scores(state, gap)[1] > 1).mean() >= 0.9
     assert (C.head_scores(state, X)[1] > 1).mean() <= 0.05
@@ -80,7 +81,7 @@ def test_a_light_curve_without_a_significant_period_is_flagged(tmp_path):
     assert (log_fap[:3] < -20).all() and (log_fap[3:] > -2).all()  # sines vs white noise
     X, y, _ = clusters(rng)
     fap_train = rng.uniform(-60, -5, len(X))  # training variables: significant periods
-    state = C.fit_head(X, ["Mira" if c == "LPV" else c for c in y], epochs=20, log_fap=fap_train)
+    state = fit_head(X, ["Mira" if c == "LPV" else c for c in y], epochs=20, log_fap=fap_train)
     assert (C.head_scores(state, X, fap_train)[1] > 1).mean() <= 0.05
     _, ood = C.head_scores(
         state, X[:6], log_fap
@@ -105,8 +106,8 @@ def test_outlier_exposure_flags_what_it_was_shown_and_little_else(tmp_path):
         return (centres["RRab"] + rng.normal(0, 1, (n, X.shape[1])) + shift).astype(np.float32)
 
     out, fresh = draw(200), draw(40)
-    plain = C.fit_head(X, labels, epochs=20)
-    exposed = C.fit_head(X, labels, epochs=20, outliers=out)
+    plain = fit_head(X, labels, epochs=20)
+    exposed = fit_head(X, labels, epochs=20, outliers=out)
     assert (C.head_scores(plain, fresh)[1] > 1).mean() <= 0.5  # distances alone miss most of them
     assert (C.head_scores(exposed, fresh)[1] > 1).mean() >= 0.7
     assert (C.head_scores(exposed, X)[1] > 1).mean() <= 0.05
@@ -118,13 +119,13 @@ def test_outlier_exposure_flags_what_it_was_shown_and_little_else(tmp_path):
 
 def test_unusable_labels_give_a_clear_error():
     with pytest.raises(StarcurveError, match="taxonomy"):
-        C.fit_head(np.zeros((20, 4), np.float32), ["BCEP"] * 20)
+        fit_head(np.zeros((20, 4), np.float32), ["BCEP"] * 20)
 
 
 def test_head_round_trip_and_corruption(tmp_path):
     rng = np.random.default_rng(2)
     X, y, _ = clusters(rng)
-    state = C.fit_head(X, list(y), epochs=20)
+    state = fit_head(X, list(y), epochs=20)
     back = round_trip(state, tmp_path)
     for a, b in zip(C.head_scores(state, X), C.head_scores(back, X)):
         np.testing.assert_allclose(a, b, rtol=1e-6)
@@ -140,7 +141,7 @@ def test_classify_cli_end_to_end(tmp_path, capsys):
     folder = save_model(Encoder(TINY), tmp_path / "m")
     sim = simulate("asas", 120, ["RRab", "Mira"], seed=0)
     model = load_model(folder)
-    state = C.fit_head(model.embed_table(sim), sim.column("label").to_pylist(), epochs=100)
+    state = fit_head(model.embed_table(sim), sim.column("label").to_pylist(), epochs=100)
     round_trip(state, tmp_path / "clf", model)
     data = sim.slice(0, 20)
     write_parquet(data, tmp_path / "in.parquet")

@@ -15,7 +15,6 @@ from starcurve import StarcurveError, load, write_parquet
 from starcurve.data import schema as S
 from starcurve.data.simulate import simulate
 from starcurve.eval import fewshot as fs
-from starcurve.models import classify as C
 from starcurve.models import hub
 from starcurve.models.encoder import build
 from starcurve.models.estimators import (
@@ -28,7 +27,7 @@ from starcurve.models.estimators import (
 from starcurve.models.folder import FORMAT_VERSION
 from starcurve.models.forest import FeatureForest
 from starcurve.train import supervised as sup
-from starcurve.train.heads import fit_classifier
+from starcurve.train.heads import fit_classifier, fit_head
 
 TINY = tiny_config()
 CLASSES = ["Mira", "RRab"]
@@ -46,7 +45,7 @@ def folders(tmp_path_factory, sim):
     enc = hub.save_model(build(TINY, seed=0), root / "encoder")
     model = hub.load_model(enc)
     labels = sim.column(S.LABEL).to_pylist()
-    state = C.fit_head(model.embed_table(sim), labels, epochs=10)
+    state = fit_head(model.embed_table(sim), labels, epochs=10)
     TaxonomyClassifier().with_state(model, state, {}).save(root / "taxonomy")
     pooled = EncoderClassifier()
     pooled.net_ = fit_classifier(model, sim, labels, out_dir=root / "run", head_steps=4)

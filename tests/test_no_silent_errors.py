@@ -34,6 +34,7 @@ from starcurve.models.estimators import NetworkClassifier, TaxonomyClassifier
 from starcurve.models.folder import load
 from starcurve.models.predict import prediction_table
 from starcurve.train import supervised as sup
+from starcurve.train.heads import fit_head
 
 TINY = tiny_config()
 BAD_NAME = os.fsdecode(b"lc\xff.parquet")  # not UTF-8
@@ -51,7 +52,7 @@ def models(tmp_path_factory, sim):
     root = tmp_path_factory.mktemp("models")
     enc = hub.save_model(build(TINY, seed=0), root / "enc")
     m = hub.load_model(enc)
-    state = C.fit_head(m.embed_table(sim), sim.column("label").to_pylist(), epochs=20)
+    state = fit_head(m.embed_table(sim), sim.column("label").to_pylist(), epochs=20)
     TaxonomyClassifier().with_state(m, state, {}).save(root / "clf")
     torch.manual_seed(0)
     rnn = NetworkClassifier("rnn")

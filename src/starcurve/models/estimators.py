@@ -264,8 +264,9 @@ class TaxonomyClassifier(Predictor):
         return list(self.state_["classes"])
 
     def fit_table(self, table: pa.Table, y) -> TaxonomyClassifier:
-        from starcurve.models.classify import fit_head, head_inputs
+        from starcurve.models.classify import head_inputs
         from starcurve.models.hub import load_model
+        from starcurve.train.heads import fit_head
 
         embedder = load_model(self.model)
         X, log_fap = head_inputs(embedder, table, progress=True)

@@ -7,7 +7,8 @@ objects (``starcurve.train.supervised.split_validation``):
 1. frozen encoder: per-layer window means are computed once, then only the head learns (fast);
 2. optionally the whole network (``full_steps > 0``), starting from stage 1, at a lower rate.
 
-``estimators.EncoderClassifier`` (the FS-1 ``finetune`` method) is built on it.
+``estimators.EncoderClassifier`` (the FS-1 ``finetune`` method) is built on it. ``fit_head`` trains
+the taxonomy head that ships with the model (``models/classify.py``) on embeddings.
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ from sklearn.metrics import f1_score
 
 from starcurve.data.windows import windows
 from starcurve.errors import StarcurveError
+from starcurve.models.classify import (
+    BANK_SIZE,
+    FINE,
+    OOD_QUANTILE,
+    PCA_DIMS,
+    Head,
+    _exposure,
+    _kth_distance,
+    label_sets,
+)
 from starcurve.models.encoder import Encoder
 from starcurve.models.heads import Classifier, _per_row, layer_means
 from starcurve.models.hub import load_model
@@ -189,3 +200,84 @@ def fit_classifier(
         )
     clf.set_encoder_trainable(False)
     return clf.eval()
+
+
+def fit_head(
+    X: np.ndarray,
+    labels,
+    *,
+    epochs: int = 300,
+    seed: int = 0,
+    log_fap: np.ndarray | None = None,
+    outliers: np.ndarray | None = None,
+) -> dict:
+    """Train the head on embeddings ``X`` with survey ``labels``; return everything ``predict`` needs.
+    ``log_fap`` (log10 false-alarm probability per row) adds the periodogram test of the OOD score;
+    ``outliers`` (embeddings of light curves of no training class, e.g. simulated constant stars and
+    quasars) adds a learned test: a logistic regression of outliers against the training objects."""
+    allowed, usable = label_sets(labels)
+    if usable.sum() < 10:
+        raise StarcurveError(
+            "fewer than 10 objects carry a label of the taxonomy; cannot train a head"
+        )
+    extra = (
+        {}
+        if log_fap is None
+        else {"fap_threshold": float(np.quantile(log_fap[usable], OOD_QUANTILE))}
+    )
+    X, allowed = X[usable].astype(np.float32), allowed[usable]
+    mean, std = X.mean(0), X.std(0) + 1e-6
+    Z = (X - mean) / std
+    torch.manual_seed(seed)
+    head = Head(X.shape[1])
+    opt = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-2)
+    # each fine-labelled group weighs the same in the loss, whatever its size
+    groups = {tuple(r) for r in allowed}
+    weight = np.zeros(len(Z), np.float32)
+    for g in groups:
+        sel = (allowed == np.array(g)).all(1)
+        weight[sel] = 1.0 / sel.sum()
+    zt, at, wt = (
+        torch.from_numpy(Z),
+        torch.from_numpy(allowed),
+        torch.from_numpy(weight / weight.sum()),
+    )
+    for _ in range(epochs):
+        head.train()
+        logp = torch.log_softmax(head(zt), 1)
+        nll = -torch.logsumexp(logp + torch.log(at.clamp_min(1e-30)), 1)
+        loss = (nll * wt).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    # OOD: distance along the principal axes to the k-th nearest training object (a bank of at most BANK_SIZE)
+    _, s, vt = np.linalg.svd(Z - Z.mean(0), full_matrices=False)
+    k = min(PCA_DIMS, len(s))
+    proj = np.ascontiguousarray(vt[:k].T, dtype=np.float32)  # a rotation: no whitening, so that
+    # directions along which the classes are spread (the informative ones) keep their weight
+    P = Z @ proj
+    bank = P[np.sort(np.random.default_rng(seed).permutation(len(P))[:BANK_SIZE])]
+    d = _kth_distance(bank, bank, skip_self=True)  # each bank point without itself
+    if outliers is not None:
+        extra.update(_fit_exposure(Z, (outliers.astype(np.float32) - mean) / std))
+    return {
+        "head": head.eval(), "classes": FINE, "mean": mean, "std": std, "proj": proj, "bank": bank,
+        "threshold": float(np.quantile(d, OOD_QUANTILE)), **extra,
+    }  # fmt: skip
+
+
+def _fit_exposure(Z: np.ndarray, Zout: np.ndarray) -> dict:
+    """Outlier exposure: logistic regression of outliers (1) against training objects (0), on the
+    standardised embeddings; its threshold is the 99th percentile of the training objects' score."""
+    from sklearn.linear_model import LogisticRegression
+
+    y = np.r_[np.zeros(len(Z)), np.ones(len(Zout))]
+    clf = LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced").fit(
+        np.vstack([Z, Zout]), y
+    )
+    w, b = clf.coef_[0].astype(np.float32), float(clf.intercept_[0])
+    return {
+        "exposure_w": w,
+        "exposure_b": b,
+        "exposure_threshold": float(np.quantile(_exposure(Z, w, b), OOD_QUANTILE)),
+    }
