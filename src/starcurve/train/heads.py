@@ -136,18 +136,13 @@ def fit_classifier(
             ]
         )
     data1 = {"feats": feats, "y": tensors["y"], "w": wt}
-    tcfg = TrainConfig(
-        steps=head_steps,
-        lr=head_lr,
-        optimizer="adamw",
-        weight_decay=1e-4,
-        warmup=20,
-        eval_every=eval_every,
-        patience=patience,
-        log_every=25,
-        ckpt_every=10**9,
-        seed=seed,
-    )
+
+    def stage(steps: int, lr: float, patience: int) -> TrainConfig:
+        return TrainConfig(steps=steps, lr=lr, optimizer="adamw", weight_decay=1e-4, warmup=20,
+                           eval_every=eval_every, patience=patience, log_every=25, ckpt_every=10**9,
+                           seed=seed)  # fmt: skip
+
+    tcfg = stage(head_steps, head_lr, patience)
     score = evaluator(lambda net, idx: net(to_device({"feats": feats[idx]}, model_device(net))))
     train(
         clf,
@@ -162,18 +157,7 @@ def fit_classifier(
     # Stage 2: the whole network.
     if full_steps > 0:
         clf.set_encoder_trainable(True)
-        tcfg = TrainConfig(
-            steps=full_steps,
-            lr=full_lr,
-            optimizer="adamw",
-            weight_decay=1e-4,
-            warmup=20,
-            eval_every=eval_every,
-            patience=max(patience // 2, 2),
-            log_every=25,
-            ckpt_every=10**9,
-            seed=seed,
-        )
+        tcfg = stage(full_steps, full_lr, max(patience // 2, 2))
         data2 = {k: v for k, v in tensors.items()}
 
         def full_logits(net, idx):
