@@ -14,6 +14,11 @@ import pyarrow as pa
 
 from starcurve.data import schema as S
 
+BATCH = (
+    64  # windows per forward pass of the encoder (every pass has this shape: Model.window_vectors)
+)
+PAD_BUCKET = 16  # a window is padded to the next multiple of this many steps
+
 
 @dataclass
 class Windows:
@@ -72,8 +77,13 @@ def windows(
         return Windows(tw.astype(np.float32), mw.astype(np.float32), ew, mask, row, t_mean, m_mean)
 
 
-def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+def length_batches(lengths: np.ndarray, batch_size: int, bucket: int = 0) -> list[np.ndarray]:
     """Row indices in batches of similar length (sorted, stable): the one rule of batched inference,
-    so that padding is trimmed per batch (the RNN, the CNN, the encoder and its heads)."""
+    so that padding is trimmed per batch (the RNN, the CNN, the encoder and its heads). With
+    ``bucket``, a batch never mixes rows of different length buckets (``ceil(length / bucket)``)."""
     order = np.argsort(lengths, kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    parts = [order]
+    if bucket:
+        key = -(-np.asarray(lengths)[order] // bucket)
+        parts = np.split(order, np.flatnonzero(np.diff(key)) + 1)
+    return [p[i : i + batch_size] for p in parts for i in range(0, len(p), batch_size)]

@@ -30,6 +30,7 @@ import pyarrow as pa
 import torch
 
 from starcurve.data.views import cached_periods, log10_false_alarm
+from starcurve.data.windows import BATCH
 from starcurve.errors import StarcurveError
 
 FINE = [
@@ -172,7 +173,7 @@ def head_config(state: dict) -> dict:
 
 
 def head_inputs(
-    model, table: pa.Table, *, fap: bool = True, batch_size: int = 256, progress: bool = False
+    model, table: pa.Table, *, fap: bool = True, batch_size: int = BATCH, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Embeddings of the rows of a clean table and, with ``fap``, the log10 false-alarm probability
     of each row's periodogram peak (one periodogram serves both when the model folds)."""

@@ -30,6 +30,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from starcurve.data import schema as S
 from starcurve.data.clean import MIN_OBS, clean
 from starcurve.data.io import read
+from starcurve.data.windows import BATCH
 from starcurve.errors import StarcurveError
 from starcurve.models.folder import Folder, save_folder
 
@@ -361,7 +362,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         model=None,
         layers: str | None = None,
         band: str | None = None,
-        batch_size: int = 256,
+        batch_size: int = BATCH,
         min_obs: int = MIN_OBS,
         per_object: bool = False,
         progress: bool = False,

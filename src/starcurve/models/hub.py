@@ -37,7 +37,7 @@ from starcurve.data import schema as S
 from starcurve.data.clean import MIN_OBS, CleanReport, clean
 from starcurve.data.io import Partition, partitions, read, read_partition
 from starcurve.data.views import band_index, cached_periods, view_windows
-from starcurve.data.windows import length_batches, windows
+from starcurve.data.windows import BATCH, PAD_BUCKET, length_batches, windows
 from starcurve.errors import StarcurveError
 from starcurve.models.encoder import Encoder, EncoderConfig
 from starcurve.models.folder import DEFAULT_MODEL, Folder, save_folder
@@ -129,16 +129,22 @@ class Model:
         w,
         *,
         layers: str = "last",
-        batch_size: int = 256,
+        batch_size: int = BATCH,
         progress: bool = False,
         view: str = "raw",
         ctx=None,
         band=None,
     ) -> np.ndarray:
-        """One vector per window of a ``Windows``; padding columns trimmed per batch (same result).
+        """One vector per window of a ``Windows``, the same bit for bit whatever else is embedded.
 
-        Multi-view models also take the view's name and, per window, ``ctx`` and ``band``. A window
-        with a non-finite input never reaches the network: its vector is NaN (a light curve to skip).
+        Windows are batched by length bucket (``PAD_BUCKET`` steps); every forward pass has the
+        same shape, ``batch_size`` windows padded to the top of their bucket (a short last batch is
+        filled with copies of its first window, whose outputs are dropped). torch's CPU kernels
+        give results that depend on the shape of the batch at the 1e-7 level; with fixed shapes a
+        window's vector depends on the window alone, so an FS-1 run over a whole table and a
+        scikit-learn Pipeline over its subsets give the same vectors. Multi-view models also take
+        the view's name and, per window, ``ctx`` and ``band``. A window with a non-finite input
+        never reaches the network: its vector is NaN (a light curve to skip).
         """
         count = w.mask.sum(1)
         finite = np.isfinite(w.time).all(1) & np.isfinite(w.mag).all(1) & np.isfinite(w.err).all(1)
@@ -147,17 +153,18 @@ class Model:
         fin = np.flatnonzero(finite)
         template = self.config.template if view.startswith("fold") else 0
         out = np.full((len(count), self._view_dim(view)), np.nan, np.float32)
-        for b in tqdm(
-            length_batches(count[fin], batch_size), disable=not progress, desc="embed", unit="batch"
-        ):
+        width = w.mask.shape[1]
+        batches = length_batches(count[fin], batch_size, bucket=PAD_BUCKET)
+        for b in tqdm(batches, disable=not progress, desc="embed", unit="batch"):
             idx = fin[b]
-            n = max(int(count[idx].max()), 1)
+            n = min(-(-max(int(count[idx].max()), 1) // PAD_BUCKET) * PAD_BUCKET, width)
+            take = np.concatenate([idx, np.repeat(idx[:1], batch_size - len(idx))])
             batch = {
-                k: np.ascontiguousarray(a[idx, :n])
+                k: np.ascontiguousarray(a[take, :n])
                 for k, a in (("time", w.time), ("mag", w.mag), ("mask", w.mask), ("err", w.err))
             }
-            batch.update((k, v[idx]) for k, v in (("ctx", ctx), ("band", band)) if v is not None)
-            out[idx] = self.network(batch, layers=layers, view=view, template=template)
+            batch.update((k, v[take]) for k, v in (("ctx", ctx), ("band", band)) if v is not None)
+            out[idx] = self.network(batch, layers=layers, view=view, template=template)[: len(idx)]
         return out
 
     def network(
@@ -189,7 +196,7 @@ class Model:
         table: pa.Table,
         *,
         layers: str | None = None,
-        batch_size: int = 256,
+        batch_size: int = BATCH,
         progress: bool = False,
         periods=None,
     ) -> np.ndarray:
@@ -208,7 +215,7 @@ class Model:
         p = periods if periods is not None else cached_periods(table, progress=progress)
         return self._view_vectors(table, p, layers, batch_size, progress)
 
-    def _view_vectors(self, table, p, layers, batch_size=256, progress=False) -> np.ndarray:
+    def _view_vectors(self, table, p, layers, batch_size=BATCH, progress=False) -> np.ndarray:
         """Multi-view models: per row, each view's mean window vector, the views side by side."""
         cfg = self.config
         ctx, band = p.context(), band_index(table, cfg.bands)
@@ -232,7 +239,7 @@ class Model:
         table: pa.Table,
         *,
         layers: str | None = None,
-        batch_size: int = 256,
+        batch_size: int = BATCH,
         progress: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """One vector per object from all its bands (rows of a clean table sharing an object_id):
@@ -266,7 +273,7 @@ class Model:
         *,
         columns=None,
         layers: str | None = None,
-        batch_size: int = 256,
+        batch_size: int = BATCH,
         progress: bool = False,
     ) -> pa.Table:
         """Read and clean any input ``read`` accepts; a table (object_id, band, embedding).
@@ -319,7 +326,7 @@ def embed_partition(
     source,
     *,
     layers: str | None = None,
-    batch_size: int = 256,
+    batch_size: int = BATCH,
     progress: bool = False,
     min_obs: int = MIN_OBS,
 ) -> tuple[pa.Table, CleanReport]:
@@ -359,7 +366,7 @@ class EmbedJob:
 
     model: str | None
     layers: str
-    batch_size: int = 256
+    batch_size: int = BATCH
     band: str | None = None
     columns: dict | None = None
     threads: int = 1
@@ -397,7 +404,7 @@ class EmbedJob:
     help="Readout: last layer, or the weighted mix of every layer [default: the model's].",
 )
 @click.option(
-    "--batch-size", default=256, show_default=True, type=int, help="Windows per forward pass."
+    "--batch-size", default=BATCH, show_default=True, type=int, help="Windows per forward pass."
 )
 @dask_options
 def embed_cmd(
