@@ -17,8 +17,6 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from starcurve.eval import fewshot as fs
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -81,24 +79,30 @@ def plot(summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def x_of(n: str) -> float:  # n = all at the right of 500 (twice the largest n shown)
+        return float(n) if n != fs.ALL else 1000.0
+
     fig, axes = plt.subplots(1, len(DATASETS), figsize=(10, 4), sharey=True)
     for ax, ds in zip(axes, DATASETS):
         for m in ("forest", *METHODS):
             v = summary.get(f"{m}_{ds}")
             if v is None:
                 continue
-            ns = np.array([int(n) for n in v["f1"]])
+            ns = fs.sort_ns(v["f1"])
             ax.errorbar(
-                ns,
-                list(v["f1"].values()),
-                yerr=list(v["f1_std"].values()),
+                [x_of(n) for n in ns],
+                [v["f1"][n] for n in ns],
+                yerr=[v["f1_std"][n] for n in ns],
                 marker="o",
                 capsize=3,
                 label=m,
             )
         ax.set_xscale("log")
         ax.minorticks_off()
-        ax.set_xticks([20, 100, 500], ["20", "100", "500"])
+        shown = fs.sort_ns(
+            {n for m in ("forest", *METHODS) for n in summary.get(f"{m}_{ds}", {}).get("f1", {})}
+        )
+        ax.set_xticks([x_of(n) for n in shown], shown)
         ax.set_title(f"{ds} ({DATASETS[ds]})")
         ax.set_xlabel("labels per class")
         ax.grid(alpha=0.3)

@@ -211,7 +211,7 @@ def validate_schema(r: dict, ns) -> None:
         assert isinstance(r[key], typ), key
     assert r["protocol"] == "FS-1"
     assert all(isinstance(c, str) for c in r["classes"] + r["dropped_classes"])
-    assert sorted(r["results"], key=int) == ns
+    assert fs.sort_ns(r["results"]) == ns
     for v in r["results"].values():
         for k in ("f1_mean", "f1_std", "acc_mean"):
             assert isinstance(v[k], float) and 0 <= v[k] <= 1
@@ -260,3 +260,66 @@ def test_cached_embeddings_are_keyed_by_the_model_weights_not_its_folder_name(tm
     assert fs.model_id(folder) == first and fs.model_id(None) != first
     hub.save_model(build("sc1", seed=1), folder)  # same folder, other weights
     assert fs.model_id(folder) != first
+
+
+def test_n_all_is_the_whole_pool_of_every_class_in_the_fold_order():
+    d = fs.prepare(toy(), "V")
+    everything = np.concatenate([d.pool[c] for c in d.classes])
+    orders = [fs.training_ids(d, f, "all") for f in range(3)]
+    for f, ids in enumerate(orders):
+        assert sorted(ids) == sorted(everything)  # every pool object, nothing from the test set
+        assert np.array_equal(ids, fs.training_ids(d, f, 10**6))  # = an n above every pool
+        assert set(fs.training_ids(d, f, 20)) < set(ids)  # still nested
+    assert not np.array_equal(orders[0], orders[1])  # the folds differ in order only
+    assert fs.parse_ns("100, all,20,100") == [20, 100, "all"]
+    assert fs.parse_ns([20, "ALL"]) == [20, "all"]
+    for bad in ("0", "twenty", "20,-1", ""):
+        with pytest.raises(StarcurveError, match="--n"):
+            fs.parse_ns(bad)
+
+
+def test_n_all_runs_reports_plots_and_resumes(toy_method, tmp_path, monkeypatch):
+    d = fs.prepare(toy(), "V")
+    pool = sum(len(p) for p in d.pool.values())
+    first = fs.run(d, "V", toy_method, tmp_path, ns=[5], folds=2, progress=False, report=False)
+    r = fs.run(d, "V", toy_method, tmp_path, ns=[5, "all"], folds=2, progress=False)
+    assert r["results"]["5"] == first["results"]["5"]  # the n = 5 cells were resumed
+    saved = json.loads((tmp_path / "results.json").read_text())
+    validate_schema(saved, ns=["5", "all"])
+    assert saved["results"]["all"]["n_train"] == [pool, pool]
+    assert saved["pool_sizes"] == {c: len(d.pool[c]) for c in d.classes}
+    assert saved["results"]["all"]["f1_mean"] > 0.8
+    text = (tmp_path / "report.md").read_text()
+    assert "n=5 | n=all |" in text and "(n = 5, all)" in text
+    assert (tmp_path / "f1_vs_n.png").stat().st_size > 0
+    assert (tmp_path / "confusion.png").stat().st_size > 0
+    pos = report.n_positions([saved])  # "all" at the right end of the axis: the largest pool
+    assert pos == {"5": 5.0, "all": float(max(saved["pool_sizes"].values()))}
+    assert report.n_positions([{**saved, "pool_sizes": {"A": 3}}])["all"] == 10.0  # right of 5
+    cells = json.loads((tmp_path / "cells.json").read_text())
+    assert {"f0_nall", "f1_nall"} <= set(cells["cells"])
+    del cells["cells"]["f1_nall"]  # as if killed before the last cell
+    (tmp_path / "cells.json").write_text(json.dumps(cells))
+    calls = []
+    monkeypatch.setattr(Spread, "vectors", lambda *a: calls.append(1))
+    again = fs.run(d, "V", toy_method, tmp_path, ns=["all", 5], folds=2, progress=False,
+                   report=False)  # fmt: skip
+    assert not calls and again["results"] == r["results"]
+
+
+def test_cli_benchmark_takes_n_all(toy_method, tmp_path):
+    import pyarrow.parquet as pq
+
+    from starcurve.cli import cli
+
+    path = tmp_path / "toy.parquet"
+    pq.write_table(toy(), path)
+    out = tmp_path / "o"
+    args = ["benchmark", "--data", str(path), "--band", "V", "--method", toy_method,
+            "--output", str(out), "--folds", "1"]  # fmt: skip
+    res = CliRunner().invoke(cli, args + ["--n", "5,all"])
+    assert res.exit_code == 0, res.output
+    assert "n=all" in res.output
+    assert list(json.loads((out / "results.json").read_text())["results"]) == ["5", "all"]
+    res = CliRunner().invoke(cli, args + ["--n", "5,most"])
+    assert res.exit_code != 0 and "'all'" in str(res.exception)

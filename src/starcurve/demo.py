@@ -89,10 +89,7 @@ def _demo(data, band, survey, per_class, ns, folds, methods, model, out_dir, see
         raise StarcurveError(
             f"unknown method(s) {unknown}; choose from {', '.join(fewshot.METHODS)}"
         )
-    try:
-        sizes = sorted({int(n) for n in ns.split(",")})
-    except ValueError:
-        raise StarcurveError(f"--n must be comma-separated integers, got {ns!r}") from None
+    sizes = fewshot.parse_ns(ns)
     if per_class is not None and per_class < 50:
         raise StarcurveError(
             "--per-class must be at least 50 (FS-1 keeps classes with >= 30 objects)"
@@ -121,7 +118,7 @@ def _demo(data, band, survey, per_class, ns, folds, methods, model, out_dir, see
     n_obj, n_test = len(fs1.ids), int(fs1.test.sum())
     click.echo(f"FS-1 on {fs1.dataset}: {n_obj} objects, {len(fs1.classes)} classes, "
                f"{n_test} in the fixed test set")  # fmt: skip
-    n_train = sum(min(n, len(p)) for n in sizes for p in fs1.pool.values())
+    n_train = sum(fewshot.per_class(n, len(p)) for n in sizes for p in fs1.pool.values())
     expected = (
         time.time()
         - t0
@@ -183,11 +180,16 @@ def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
+def _labels(n) -> str:
+    return "every pool object labeled (n = all)" if str(n) == "all" else f"{n} labels per class"
+
+
 def closing(results: list[dict], n_obj: int, n_test: int, k: int, folds: int) -> str:
     """What was compared, who won by how much at each number of labels, and what to try next."""
+    from starcurve.eval.fewshot import sort_ns
     from starcurve.eval.report import _name
 
-    ns = sorted({int(n) for r in results for n in r["results"]}, key=int)
+    ns = sort_ns({n for r in results for n in r["results"]})
     what = " and ".join(_name(r) for r in results)
     lines = [
         (
@@ -202,9 +204,7 @@ def closing(results: list[dict], n_obj: int, n_test: int, k: int, folds: int) ->
             key=lambda x: -x[0]["f1_mean"],
         )
         if len(scored) == 1:
-            lines.append(
-                f"With {n} labels per class, {scored[0][1]} scored {scored[0][0]['f1_mean']:.2f}."
-            )
+            lines.append(f"With {_labels(n)}, {scored[0][1]} scored {scored[0][0]['f1_mean']:.2f}.")
             continue
         (a, name_a), (b, name_b) = scored[0], scored[1]
         gap = a["f1_mean"] - b["f1_mean"]
@@ -215,7 +215,7 @@ def closing(results: list[dict], n_obj: int, n_test: int, k: int, folds: int) ->
             else f", within the spread between folds ({spread:.2f}): a tie"
         )
         lines.append(
-            f"With {n} labels per class: {name_a} {a['f1_mean']:.2f}, {name_b} "
+            f"With {_labels(n)}: {name_a} {a['f1_mean']:.2f}, {name_b} "
             f"{b['f1_mean']:.2f}; {verdict}."
         )
     lines.append(

@@ -9,7 +9,9 @@ Split (fixed for a dataset, identical for every method and run):
    the first ``ceil(0.3 n)`` of the sorted ids permuted by a fresh ``default_rng(1234)``; the rest of a
    class is its pool;
 4. training set of fold f and size n: per class, the first ``min(n, pool)`` of the sorted pool ids
-   permuted by a fresh ``default_rng(f)`` (nested in n within a fold).
+   permuted by a fresh ``default_rng(f)`` (nested in n within a fold); ``n = "all"`` (``ALL``) is
+   the whole pool of every class (the same objects in every fold, in the fold's order: the folds
+   then differ only in the probe's or network's random state).
 
 Methods: *vectorisers* (``forest``, ``embed``, ``hybrid``) turn every object into one vector once
 (timed), then a probe is fitted per fold and n (features: random forest; embeddings: standardised MLP);
@@ -53,6 +55,7 @@ FS1_MIN_OBS = 1  # BENCHMARK.md: an object is dropped only when cleaning leaves 
 TEST_FRACTION = 0.3
 TEST_SEED = 1234
 DEFAULT_NS = (20, 100, 500)
+ALL = "all"  # n = all: the whole pool of every class (BENCHMARK.md's full-data row)
 
 
 # ----------------------------------------------------------------------------- the split
@@ -152,13 +155,51 @@ def prepare(data, band: str) -> FS1Data:
     )  # fmt: skip
 
 
-def training_ids(data: FS1Data, fold: int, n: int) -> np.ndarray:
-    """Object ids of the training set of ``fold`` with at most ``n`` objects per class."""
+def parse_ns(ns) -> list:
+    """Training-set sizes: positive integers and/or ``"all"`` (a list, or a comma-separated string
+    as ``--n`` gives it), without repeats, ascending with ``"all"`` last."""
+    items = ns.split(",") if isinstance(ns, str) else list(ns)
+    out = set()
+    for item in items:
+        text = str(item).strip().lower()
+        if not text:
+            continue
+        if text == ALL:
+            out.add(ALL)
+            continue
+        try:
+            n = int(text)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise StarcurveError(
+                f"--n takes positive integers and 'all' (the whole pool of every class), "
+                f"comma-separated; got {item!r}"
+            )
+        out.add(n)
+    if not out:
+        raise StarcurveError("--n needs at least one size (e.g. 20,100,500,all)")
+    return sort_ns(out)
+
+
+def sort_ns(ns) -> list:
+    """Sizes ascending, ``"all"`` last (for integers or their strings alike)."""
+    return sorted(ns, key=lambda n: (str(n) == ALL, 0 if str(n) == ALL else int(n)))
+
+
+def per_class(n, pool_size: int) -> int:
+    """Training objects a class of ``pool_size`` contributes at size ``n`` (an integer or "all")."""
+    return pool_size if str(n) == ALL else min(int(n), pool_size)
+
+
+def training_ids(data: FS1Data, fold: int, n: int | str) -> np.ndarray:
+    """Object ids of the training set of ``fold`` with at most ``n`` objects per class
+    (``n = "all"``: every pool object, in the fold's order)."""
     parts = []
     for c in data.classes:
         pool = data.pool[c]
         perm = np.random.default_rng(fold).permutation(len(pool))
-        parts.append(pool[perm[: min(n, len(pool))]])
+        parts.append(pool[perm[: per_class(n, len(pool))]])
     return np.concatenate(parts)
 
 
@@ -408,7 +449,8 @@ def run(
 ) -> dict:
     """Score ``method`` with FS-1; write ``out/results.json`` (+ report and plots); return it.
 
-    ``data`` is a path or an FS1Data/table. Probes and end-to-end models use ``seed + fold`` as their
+    ``data`` is a path or an FS1Data/table; ``ns``: integers and/or ``"all"`` (the whole pool of
+    every class; results key ``"all"``). Probes and end-to-end models use ``seed + fold`` as their
     random state (the protocol's ``random_state=f`` with the default seed 0); the split never depends
     on ``seed``. ``shuffle_labels`` permutes the training labels: a negative control that must score
     at chance. Finished (fold, n) cells are kept in ``out/cells.json``, so a killed run resumes.
@@ -416,9 +458,9 @@ def run(
     if method not in METHODS:
         raise StarcurveError(f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
     m = METHODS[method]
-    ns = sorted({int(n) for n in ns})
-    if not ns or ns[0] < 1 or folds < 1:
-        raise StarcurveError("--n needs positive sizes and --folds at least 1")
+    ns = parse_ns(ns)
+    if folds < 1:
+        raise StarcurveError("--folds must be at least 1")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fs1 = data if isinstance(data, FS1Data) else prepare(data, band)
@@ -496,6 +538,7 @@ def run(
         "classes": fs1.classes,
         "dropped_classes": sorted(fs1.dropped),
         "results": results,
+        "pool_sizes": {c: len(fs1.pool[c]) for c in fs1.classes},  # per class: n = all
         "seconds_per_lc": float(timing["seconds_per_lc"]),
         "machine": machine(),
         "versions": versions(info),
@@ -592,7 +635,10 @@ def versions(info: dict) -> dict:
     help="Model folder for embed/hybrid/finetune [default: the shipped one].",
 )
 @output_option(OUTPUT_DIR, "Result folder.")
-@click.option("--n", "ns", default="20,100,500", show_default=True, help="Labels per class.")
+@click.option(
+    "--n", "ns", default="20,100,500", show_default=True,
+    help="Labels per class, comma-separated; 'all': the whole pool of every class.",
+)  # fmt: skip
 @click.option("--folds", default=3, show_default=True, help="Number of folds.")
 @seed_option("Offset of the probes' random states.")
 @click.option(
@@ -618,10 +664,7 @@ def benchmark_cmd(
             "--band with several bands needs --all-bands (FS-1 uses one row per object)"
         )
     fs1_band = "all" if all_bands else (band or "*")
-    try:
-        sizes = [int(x) for x in ns.split(",") if x.strip()]
-    except ValueError:
-        raise StarcurveError(f"--n must be comma-separated integers, got '{ns}'") from None
+    sizes = parse_ns(ns)
     q = shlex.quote
     command = (
         f"starcurve benchmark --data {q(data_path)}" + (f" --band {q(band)}" if band else "")

@@ -45,7 +45,33 @@ def save_figure(fig, path, dpi: int = 120) -> Path:
 
 
 def _ns(results: list[dict]) -> list[str]:
-    return [str(n) for n in sorted({int(n) for r in results for n in r["results"]})]
+    """The sizes of the results, as their keys: ascending, "all" last."""
+    from starcurve.eval.fewshot import sort_ns
+
+    return [str(n) for n in sort_ns({n for r in results for n in r["results"]})]
+
+
+def largest_pool(r: dict) -> int | None:
+    """The largest class pool of a result (the training objects per class at n = all)."""
+    pools = r.get("pool_sizes")
+    if not pools:  # results written before pool_sizes: class counts less test counts
+        data = r.get("data", {})
+        counts, test = data.get("class_counts", {}), data.get("test_counts", {})
+        pools = {c: k - test.get(c, 0) for c, k in counts.items()}
+    return max(pools.values()) if pools else None
+
+
+def n_positions(results: list[dict]) -> dict[str, float]:
+    """x position of each size key on a plot's n axis: an integer at itself, "all" at the right
+    of every other size (the largest class pool, or twice the largest n if that is further)."""
+    ns = _ns(results)
+    numeric = [int(n) for n in ns if n != "all"]
+    pos = {n: float(n) for n in ns if n != "all"}
+    if "all" in ns:
+        pools = [p for p in map(largest_pool, results) if p]
+        right = 2.0 * max(numeric) if numeric else 1.0
+        pos["all"] = float(max(max(pools, default=0), right))
+    return pos
 
 
 def _cell(r: dict, n: str) -> str:
@@ -127,21 +153,23 @@ def plot_f1_vs_n(results: list[dict], path: Path, title: str = "FS-1") -> None:
     """Macro F1 versus labels per class: one line per result, band = min..max over folds."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
+    pos = n_positions(results)
     for r in results:
-        ns = sorted(int(n) for n in r["results"])
-        mean = np.array([r["results"][str(n)]["f1_mean"] for n in ns])
-        folds = [
-            r["results"][str(n)].get("f1_folds", [r["results"][str(n)]["f1_mean"]]) for n in ns
-        ]
+        ns = _ns([r])
+        x = [pos[n] for n in ns]
+        mean = np.array([r["results"][n]["f1_mean"] for n in ns])
+        folds = [r["results"][n].get("f1_folds", [r["results"][n]["f1_mean"]]) for n in ns]
         label = f"{_name(r)} · {r['dataset']} ({r['band']})"
-        (line,) = ax.plot(ns, mean, marker="o", label=label)
-        ax.fill_between(ns, [min(f) for f in folds], [max(f) for f in folds],
+        (line,) = ax.plot(x, mean, marker="o", label=label)
+        ax.fill_between(x, [min(f) for f in folds], [max(f) for f in folds],
                         color=line.get_color(), alpha=0.2)  # fmt: skip
     ax.set_xscale("log")
-    ticks = sorted({int(n) for r in results for n in r["results"]})
-    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.set_xticks(list(pos.values()), list(pos))
     ax.minorticks_off()
-    ax.set_xlabel("labeled objects per class (n); shaded: min to max over folds")
+    xlabel = "labeled objects per class (n); shaded: min to max over folds"
+    if "all" in pos:
+        xlabel += "\nall: the whole pool of every class"
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("macro F1 on the test set")
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -15,10 +15,17 @@ gives the OOD score (``TaxonomyClassifier``) and the reason for every skip. Inpu
 on entry (``starcurve.data.clean``, ``min_obs``); ``fit_table`` and ``answer`` take a table that is
 already clean (what FS-1 and the ``predict`` command call). Trained classifiers are saved with
 ``save(path)`` and opened with ``starcurve.load(path)`` (``models/folder.py``).
+
+New observations: an RNN ``NetworkClassifier`` keeps a small state per (object, band) in a folder
+(``update(X, state_dir)``: each row of ``X`` holds only the new points of its object; they are added
+to its stored state in O(new points) and the answers equal ``answers`` on the whole light curves;
+``starcurve predict --state DIR``). The other classifiers recompute from whole light curves.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -114,6 +121,17 @@ class Predictor(ClassifierMixin, BaseEstimator):
         best = np.asarray(self.classes_, dtype=object)[np.nan_to_num(proba, nan=-1).argmax(1)]
         return np.where(done, best, None)
 
+    def state_store(self, state_dir):
+        """The folder of per-object states for ``update`` (only an RNN has them)."""
+        raise StarcurveError(
+            f"--state: only an RNN model adds new observations to stored states; this model "
+            f"({type(self).__name__}) recomputes from whole light curves (predict without --state)"
+        )
+
+    def update(self, X, state_dir, *, min_obs: int | None = None) -> Answers:
+        """Add the new points of each row of ``X`` to its object's stored state (an RNN only)."""
+        return self.update_table(read(X), self.state_store(state_dir), min_obs)[0]
+
     def save(self, path) -> Path:
         """A model folder (``models/folder.py``) that ``starcurve.load`` opens."""
         return save_folder(path, self.model_type, self.config(), self.net_.state_dict(),
@@ -167,6 +185,77 @@ class NetworkClassifier(Predictor):
     def config(self) -> dict:
         return asdict(self.net_.cfg)
 
+    # --- new observations (RNN) -------------------------------------------------------------
+    def model_id(self) -> str:
+        """A digest of the network's kind, config and weights: the identity its states carry."""
+        h = hashlib.sha256(json.dumps([self.kind, self.config()], sort_keys=True).encode())
+        for name, v in sorted(self.net_.state_dict().items()):
+            h.update(f"{name}:{v.dtype}:{tuple(v.shape)}".encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def state_store(self, state_dir):
+        """The folder of per-(object, band) states of this RNN (``models/rnn.StateStore``),
+        created if new; the states of another model are refused."""
+        from starcurve.models.rnn import StateStore
+
+        if self.kind != "rnn":
+            raise StarcurveError(
+                f"--state: updating with new observations is an RNN feature; a {self.kind} model "
+                "reads whole light curves (predict without --state)"
+            )
+        name = str(getattr(self, "folder_", None) or "this model")
+        return StateStore(state_dir, self.net_, self.model_id(), name)
+
+    def update_table(self, table: pa.Table, store, min_obs: int | None = None):
+        """(answers, observations so far) for the rows of ``table`` (any rows: their new points
+        are cleaned here, once): each row's points are added to its (object, band) state in
+        ``store`` (a fresh state where there is none), the new states saved, and each row answered
+        from its state, exactly as ``answer`` on the whole light curve. A row whose points all go
+        (cleaning) keeps its stored state and answer. Nothing is written unless every row can be
+        added (a new point earlier than the stored last time is an error)."""
+        floor = self.min_obs if min_obs is None else min_obs
+        net = self.net_
+        good, report = clean(table, min_obs=1)  # new points: any number of them
+        t, off = S.flat(good, S.TIME)
+        m = S.flat(good, S.MAG)[0]
+        where = np.full(table.num_rows, -1)
+        where[report.kept] = np.arange(good.num_rows)
+        ids = [str(v) for v in table.column(S.ID).to_pylist()]
+        bands = [str(v) for v in table.column(S.BAND).to_pylist()]
+        states, changed, row_states = {}, set(), []
+        for i, key in enumerate(zip(ids, bands)):  # a pair repeated in the input: in input order
+            state = states[key] if key in states else store.get(*key)
+            j = where[i]
+            if j >= 0:
+                try:
+                    new = net.advance(state, t[off[j] : off[j + 1]], m[off[j] : off[j + 1]])
+                except StarcurveError as e:
+                    raise StarcurveError(f"{key[0]}/{key[1]}: {e} (no state was written)") from None
+                if new is not state:
+                    changed.add(key)
+                state = new
+            states[key] = state
+            row_states.append(state)
+        for key in changed:
+            store.put(*key, states[key])
+        proba = np.full((table.num_rows, len(net.cfg.classes)), np.nan, np.float32)
+        reasons, n_obs = [], np.array([st.n_obs for st in row_states], np.int32)
+        for i, st in enumerate(row_states):
+            why = None
+            if st.n_obs < floor:
+                why = (
+                    report.removed.get(f"{ids[i]}/{bands[i]}", "no valid points")
+                    if st.n_obs == 0
+                    else f"too_few_obs ({st.n_obs} < {floor})"
+                )
+            elif st.proba is None:
+                why = f"too few observations ({st.n_obs} < {net.cfg.min_obs}); not classified"
+            else:
+                proba[i] = st.proba
+            reasons.append(why)
+        return Answers.nonfinite(proba, reasons=reasons), n_obs
+
     @classmethod
     def from_folder(cls, folder: Folder) -> NetworkClassifier:
         from starcurve.models.cnn import CNNClassifier, CNNConfig
@@ -182,7 +271,7 @@ class NetworkClassifier(Predictor):
                 f"{folder.path}: invalid {folder.model_type} config ({e})"
             ) from None
         est = cls(kind=folder.model_type)
-        est.net_, est.meta_ = folder.load_into(net), folder.meta
+        est.net_, est.meta_, est.folder_ = folder.load_into(net), folder.meta, folder.path
         return est
 
 

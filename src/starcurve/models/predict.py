@@ -13,6 +13,11 @@ out-of-distribution score (> 1: unlike every training class). An object observed
 gets one answer (``models/per_object.py``: its bands' probabilities and OOD scores averaged,
 weighted by their numbers of points). Runs partition by partition, in this process or on Dask,
 resumably, as ``starcurve embed`` (docs/scale.md).
+
+``--state DIR`` (an RNN only): the input holds only the new observations of each object; they are
+added to its stored state in DIR (``NetworkClassifier.update_table``; created if absent) and the
+output, in the same schema, equals a plain ``predict`` on the whole light curves (``n_obs`` counts
+every point so far). It runs in this process, partition by partition, one writer per DIR.
 """
 
 from __future__ import annotations
@@ -169,10 +174,19 @@ def _predict_options(f):
     help="Classifier folder: starcurve train (rnn, cnn), a trained encoder classifier, or "
     "the shipped model [default].",
 )
+@click.option(
+    "--state", "state_dir", type=click.Path(file_okay=False), default=None,
+    help="RNN only: folder of per-object states. The input then holds only the NEW observations "
+         "of each object; they are added to its stored state (created if absent) and the answers "
+         "equal a plain predict on the whole light curves.",
+)  # fmt: skip
 @_predict_options
-def predict_cmd(model, **opts) -> None:
+def predict_cmd(model, state_dir, **opts) -> None:
     """Per object: class, probabilities, OOD score where the model has one (or why not classified)."""
-    run_predict(model, **opts)
+    if state_dir is not None:
+        run_update(model, state_dir, **opts)
+    else:
+        run_predict(model, **opts)
 
 
 @click.command("classify")
@@ -214,6 +228,58 @@ def run_predict(
         out = per_object_table(out, predictor.classes_)
         write_parquet(out, output)
         rows.unlink()
+    _report(out, output, per_band)
+    click.echo(f"summary: {summary}")
+
+
+def run_update(
+    model,
+    state_dir,
+    input_path,
+    output,
+    band,
+    columns,
+    min_obs,
+    per_band,
+    chunk_rows,
+    workers,
+    threads,
+    scheduler,
+) -> None:
+    """``predict --state``: new observations added to the stored per-object states of an RNN."""
+    from starcurve.data.io import partitions, read_partition, write_parquet
+
+    if scheduler or workers:
+        raise StarcurveError(
+            "--state runs in this process (one writer per state folder); leave out --workers and "
+            "--scheduler"
+        )
+    predictor = load_predictor(model)
+    store = predictor.state_store(state_dir)  # a CNN / encoder model, or another model's states
+    parts = partitions(input_path, rows=chunk_rows, columns=columns)  # opens the input
+    torch.set_num_threads(threads or 1)
+    tables = []
+    for part in parts:
+        table = read_partition(part, band=band, columns=columns)
+        if table.num_rows == 0:
+            continue
+        ans, n_obs = predictor.update_table(table, store, min_obs)
+        labels = table.column(S.LABEL) if S.LABEL in table.column_names else None
+        tables.append(output_table(predictor.classes_, table.column(S.ID), table.column(S.BAND),
+                                   labels, n_obs, ans))  # fmt: skip
+    if not tables:
+        raise StarcurveError(
+            f"{input_path}: no light curves" + (f" in band {band}" if band else "")
+        )
+    out = pa.concat_tables(tables, promote_options="default")
+    if not per_band:
+        out = per_object_table(out, predictor.classes_)
+    write_parquet(out, output)
+    _report(out, output, per_band)
+    click.echo(f"states: {state_dir}")
+
+
+def _report(out: pa.Table, output, per_band: bool) -> None:
     skipped = int(out.column("class").null_count)
     what = "light curves (object, band)" if per_band else "objects"
     click.echo(
@@ -230,4 +296,3 @@ def run_predict(
         "classes: "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
     )
-    click.echo(f"summary: {summary}")

@@ -12,12 +12,19 @@ not classified.
 
 Streaming: ``init_state()`` / ``update(state, new_obs)`` carry the hidden state plus the few
 differences not yet consumed by a window, so adding k observations costs O(k) and gives the same
-probabilities as a full recomputation on the whole light curve.
+probabilities as a full recomputation on the whole light curve. A state is saved as one small
+file (``save_state`` / ``load_state``: safetensors for its arrays and hidden tensors, its scalars as
+JSON in the file's metadata; never pickle), and ``StateStore`` keeps one such file per
+(object, band) of one model: ``NetworkClassifier.update`` and ``starcurve predict --state DIR``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +34,8 @@ from torch import nn
 from starcurve.data.clean import clean
 from starcurve.data.deltas import rnn_input
 from starcurve.data.io import from_arrays
-from starcurve.errors import StarcurveError
+from starcurve.errors import StarcurveError, read_json_object
+from starcurve.files import atomic_json, atomic_safetensors
 
 
 @dataclass
@@ -56,6 +64,73 @@ class RNNState:
     pending: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # unconsumed (dt, dm)
     hidden: object = None  # GRU: tensor [layers, 1, H]; LSTM: (h, c); None before the first step
     proba: np.ndarray | None = None  # class probabilities, None while n_obs < min_obs
+
+    def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """(tensors, scalars): the arrays and hidden tensors (float64 differences, so that a saved
+        and reloaded state continues bit for bit), and the scalars as JSON-ready values."""
+        tensors = {"pending": torch.from_numpy(np.ascontiguousarray(self.pending, np.float64))}
+        if isinstance(self.hidden, tuple):
+            tensors["hidden_h"], tensors["hidden_c"] = self.hidden
+        elif self.hidden is not None:
+            tensors["hidden"] = self.hidden
+        if self.proba is not None:
+            tensors["proba"] = torch.from_numpy(np.asarray(self.proba, np.float32))
+        return tensors, {"n_obs": int(self.n_obs), "last_t": self.last_t, "last_m": self.last_m}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict, scalars: dict) -> RNNState:
+        """The state ``to_tensors`` gave."""
+        hidden = tensors.get("hidden")
+        if "hidden_h" in tensors:
+            hidden = (tensors["hidden_h"], tensors["hidden_c"])
+        proba = tensors.get("proba")
+        return cls(
+            n_obs=int(scalars["n_obs"]),
+            last_t=None if scalars["last_t"] is None else float(scalars["last_t"]),
+            last_m=None if scalars["last_m"] is None else float(scalars["last_m"]),
+            pending=tensors["pending"].numpy().reshape(-1, 2),
+            hidden=hidden,
+            proba=None if proba is None else proba.numpy(),
+        )
+
+
+STATE_FORMAT = "starcurve-rnn-state"
+STATE_VERSION = 1
+
+
+def save_state(state: RNNState, path, meta: dict | None = None) -> Path:
+    """One state as a safetensors file, written atomically: its tensors, and its scalars with
+    ``meta`` (e.g. the model and the object) as JSON in the file's metadata."""
+    tensors, scalars = state.to_tensors()
+    doc = {"format": STATE_FORMAT, "version": STATE_VERSION, **(meta or {}), **scalars}
+    return atomic_safetensors(tensors, path, metadata={"starcurve": json.dumps(doc)})
+
+
+def load_state(path) -> tuple[RNNState, dict]:
+    """(state, its JSON document) of a file ``save_state`` wrote; one clear line if it is not one."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        data = Path(path).read_bytes()  # one read: an 8-byte header size, the JSON header, tensors
+        size = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + size]) if 0 < size <= len(data) - 8 else None
+        meta = header.get("__metadata__") if isinstance(header, dict) else None
+        doc = json.loads((meta or {}).get("starcurve", "null"))
+        tensors = load(data)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise StarcurveError(f"{path}: not a readable RNN state file ({str(e)[:120]})") from None
+    if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT or "pending" not in tensors:
+        raise StarcurveError(f"{path}: not an RNN state file (no starcurve state metadata)")
+    if doc.get("version") != STATE_VERSION:
+        raise StarcurveError(
+            f"{path}: RNN state format version {doc.get('version')!r}; this starcurve reads "
+            f"version {STATE_VERSION}"
+        )
+    try:
+        return RNNState.from_tensors(tensors, doc), doc
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise StarcurveError(f"{path}: damaged RNN state file ({e})") from None
 
 
 class RNNClassifier(nn.Module):
@@ -119,11 +194,18 @@ class RNNClassifier(nn.Module):
         new, _ = clean(from_arrays([t], [m], [e]), min_obs=1)  # new points: any number
         t = new.column("time")[0].values.to_numpy() if new.num_rows else np.zeros(0)
         m = new.column("mag")[0].values.to_numpy() if new.num_rows else np.zeros(0, np.float32)
+        return self.advance(state, t, m)
+
+    @torch.no_grad()
+    def advance(self, state: RNNState, t: np.ndarray, m: np.ndarray) -> RNNState:
+        """``update`` with points that are already clean (sorted, finite, no repeated time stamp,
+        as one row of a table the core ``clean`` returned): the caller cleaned them once, on entry."""
         if state.last_t is not None and len(t):
             if t[0] < state.last_t:
                 raise StarcurveError(
-                    "update: new observations are earlier than the last one; recompute the whole "
-                    "light curve instead of streaming"
+                    f"update: new observations start at t = {t[0]!r}, earlier than the last one "
+                    f"already added (t = {state.last_t!r}); recompute the whole light curve "
+                    "instead of streaming"
                 )
             keep = t != state.last_t  # a repeated time stamp keeps the earlier point, as clean does
             t, m = t[keep], m[keep]
@@ -135,23 +217,26 @@ class RNNClassifier(nn.Module):
         pending = np.concatenate([state.pending, np.stack([np.diff(tt), np.diff(mm)], 1)])
         w, s = self.cfg.w, self.cfg.stride
         k = (len(pending) - w) // s + 1 if len(pending) >= w else 0
-        hidden = state.hidden
-        if k:
-            idx = np.arange(k)[:, None] * s + np.arange(w)[None, :]
-            steps = np.concatenate([pending[idx, 0], pending[idx, 1]], axis=1).astype(np.float32)
-            was_training = self.training
-            self.eval()
-            _, hidden = self.rnn(self.scale(torch.from_numpy(steps)[None]), hidden)
-            self.train(was_training)
-            pending = pending[k * s :]
+        hidden, proba = state.hidden, state.proba
         n_obs = state.n_obs + len(t)
-        proba = state.proba
-        if hidden is not None and n_obs >= self.cfg.min_obs:
-            h = hidden[0] if isinstance(hidden, tuple) else hidden
+        answer = n_obs >= self.cfg.min_obs and (k or (proba is None and hidden is not None))
+        if k or answer:  # the network runs only when the hidden state or the answer changes
             was_training = self.training
-            self.eval()
-            proba = torch.softmax(self.head(h[-1]), -1)[0].numpy()
-            self.train(was_training)
+            if was_training:
+                self.eval()  # no dropout (toggled only when needed: it costs more than a step)
+            try:
+                if k:
+                    idx = np.arange(k)[:, None] * s + np.arange(w)[None, :]
+                    steps = np.concatenate([pending[idx, 0], pending[idx, 1]], axis=1)
+                    x = self.scale(torch.from_numpy(steps.astype(np.float32))[None])
+                    _, hidden = self.rnn(x, hidden)
+                    pending = pending[k * s :]
+                if answer:
+                    h = hidden[0] if isinstance(hidden, tuple) else hidden
+                    proba = torch.softmax(self.head(h[-1]), -1)[0].numpy()
+            finally:
+                if was_training:
+                    self.train()
         return replace(
             state,
             n_obs=n_obs,
@@ -161,3 +246,91 @@ class RNNClassifier(nn.Module):
             hidden=hidden,
             proba=proba,
         )
+
+
+# ----------------------------------------------------------------------------- per-object states
+
+STORE_FILE = "store.json"
+
+
+def state_file_name(object_id, band) -> str:
+    """A safe relative path for the state of (object, band): a subfolder of two hex digits, then
+    a readable part (letters, digits, ``.``, ``_``, ``-``) and a digest of the exact pair, so that
+    distinct pairs never share a file whatever characters their names hold."""
+    key = f"{object_id}\x1f{band}"
+    digest = hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{object_id}.{band}").strip("._")[:60]
+    return f"{digest[:2]}/{readable or 'lc'}-{digest}.safetensors"
+
+
+class StateStore:
+    """A folder of RNN states, one file per (object, band), for one model.
+
+    ``store.json`` records the model's identity (a digest of its config and weights, ``model_id``);
+    the states of another model are refused with one clear line, as is a state file whose own
+    record names another model or another object. Files sit in 256 subfolders (by the digest of the
+    pair), so that millions of objects do not crowd one folder. One writer at a time per folder.
+    """
+
+    def __init__(self, folder, net: RNNClassifier, model_id: str, model_name: str = "the model"):
+        self.folder, self.net, self.model_id = Path(folder), net, model_id
+        info = {"format": "starcurve-rnn-states", "version": STATE_VERSION, "model": model_id,
+                "model_name": model_name, "classes": list(net.cfg.classes)}  # fmt: skip
+        path = self.folder / STORE_FILE
+        if path.is_file():
+            theirs = read_json_object(path, "RNN state store")
+            if theirs.get("format") != info["format"]:
+                raise StarcurveError(f"{path}: not an RNN state folder")
+            if theirs.get("model") != model_id:
+                raise StarcurveError(
+                    f"{self.folder}: these states were written by another model "
+                    f"({theirs.get('model_name')}, id {str(theirs.get('model'))[:12]}), not by "
+                    f"{model_name} (id {model_id[:12]}); use another --state folder, or that model"
+                )
+        elif self.folder.exists() and any(
+            p.name != STORE_FILE and not p.name.startswith(".") for p in self.folder.iterdir()
+        ):
+            raise StarcurveError(
+                f"{self.folder}: not an RNN state folder (no {STORE_FILE}) and not empty; "
+                "give an empty or new folder"
+            )
+        else:
+            atomic_json(info, path)
+
+    def path(self, object_id, band) -> Path:
+        return self.folder / state_file_name(object_id, band)
+
+    def get(self, object_id, band) -> RNNState:
+        """The stored state of (object, band), or a fresh one if there is none yet."""
+        path = self.path(object_id, band)
+        if not path.is_file():
+            return self.net.init_state()
+        state, doc = load_state(path)
+        if doc.get("model") != self.model_id:
+            raise StarcurveError(
+                f"{path}: this state was written by another model (id {str(doc.get('model'))[:12]})"
+            )
+        if (doc.get("object_id"), doc.get("band")) != (str(object_id), str(band)):
+            raise StarcurveError(
+                f"{path}: holds the state of {doc.get('object_id')}/{doc.get('band')}, not "
+                f"{object_id}/{band}; the folder is mixed up"
+            )
+        self._check(state, path)
+        return state
+
+    def put(self, object_id, band, state: RNNState) -> Path:
+        meta = {"model": self.model_id, "object_id": str(object_id), "band": str(band)}
+        return save_state(state, self.path(object_id, band), meta)
+
+    def _check(self, state: RNNState, path) -> None:
+        cfg = self.net.cfg
+        shape = (cfg.layers, 1, cfg.hidden)
+        hidden = state.hidden if isinstance(state.hidden, tuple) else (state.hidden,)
+        ok = len(state.pending) < cfg.w and state.n_obs >= 0
+        ok &= state.hidden is None or (
+            isinstance(state.hidden, tuple) == (cfg.cell == "lstm")
+            and all(tuple(h.shape) == shape for h in hidden)
+        )
+        ok &= state.proba is None or len(state.proba) == len(cfg.classes)
+        if not ok:
+            raise StarcurveError(f"{path}: the state does not fit this model (damaged file?)")
