@@ -38,7 +38,7 @@ def main() -> None:
             if not args.no_run and (args.only is None or f"{m}_{ds}" in args.only.split(",")):
                 cmd = (
                     f"starcurve benchmark --data {DATA / ds}.parquet --band {band} --method {m} "
-                    f"--out {run_dir} --n 20,100,500 --folds 3 --seed 0"
+                    f"--output {run_dir} --n 20,100,500 --folds 3 --seed 0"
                 )
                 fs.run(DATA / f"{ds}.parquet", band, m, run_dir, command=cmd, progress=False)
             if not (run_dir / "results.json").exists():

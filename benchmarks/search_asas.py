@@ -44,8 +44,8 @@ def fs1_vectors(data: fs.FS1Data) -> dict[str, np.ndarray]:
     """Shipped-model embeddings and forest features of every FS-1 object (cached)."""
     ctx = fs.Context(out=CACHE / "asas_acvs_V", progress=True)
     ctx.out.mkdir(parents=True, exist_ok=True)
-    emb, _ = fs._vectors("embed", fs._vec_embed, data, ctx)
-    feat, _ = fs._vectors("forest", fs._vec_forest, data, ctx)
+    emb, _ = fs._vectors(fs.embedder(ctx), data, ctx)
+    feat, _ = fs._vectors(fs.features(ctx), data, ctx)
     return {"embedding": emb, "features": feat}
 
 

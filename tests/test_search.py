@@ -181,8 +181,8 @@ def test_bad_inputs_and_damaged_index_folders_are_one_line(emb, tmp_path, capsys
     code, _, err = run([*q, "nope"], capsys)
     assert code == 2 and "no object 'nope' in the index" in err
     write_parquet(pa.table({"object_id": ["x"], "embedding": [[1.0, 2.0]]}), tmp_path / "q.parquet")
-    code, _, err = run([*q, tmp_path / "q.parquet", "--band", "V"], capsys)  # --band: ids only
-    assert code == 2 and "band picks the vectors of an object id" in err
+    code, _, err = run([*q, tmp_path / "q.parquet", "--query-band", "V"], capsys)  # ids only
+    assert code == 2 and "--query-band picks the vectors of an object id" in err
     code, _, err = run([*q, tmp_path / "q.parquet"], capsys)
     assert code == 2 and "query vectors have 2 numbers; the index holds 16" in err
     ix = tmp_path / "ix"

@@ -320,7 +320,7 @@ def similar(
     if isinstance(query, pa.Table) or Path(str(query)).is_file():
         if band is not None:
             raise StarcurveError(
-                "band picks the vectors of an object id; a query file's vectors are "
+                "--query-band picks the vectors of an object id; a query file's vectors are "
                 "all used (keep only the rows you want in the file)"
             )
         qids, Xq = read_vectors(query, None if isinstance(query, pa.Table) else str(query))
@@ -446,9 +446,10 @@ def index_cmd(input_path, output, metric, kind, nlist, nprobe, seed, threads) ->
     "--k", default=10, show_default=True, type=click.IntRange(min=1), help="Neighbours per query."
 )
 @click.option(
-    "--band",
+    "--query-band",
+    "band",
     default=None,
-    help="With an object id: only its vector of this band [default: each of its bands].",
+    help="With an object id: search with its vector of this band [default: each of its bands].",
 )
 @output_option(OUTPUT_FILE, "Hits (Parquet): one row per query and rank.")
 @click.option(

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from starcurve.data import schema as S
-from starcurve.data.clean import clean
+from starcurve.data.clean import MIN_OBS, clean
 from starcurve.data.io import iter_tables
 from starcurve.data.windows import windows
 from starcurve.errors import StarcurveError
@@ -45,7 +45,7 @@ class WindowStream(IterableDataset):
         n: int = 200,
         batch_size: int = 64,
         band: str | None = None,
-        min_obs: int = 10,
+        min_obs: int = MIN_OBS,
         exclude: set[str] | None = None,
         batch_rows: int = 2048,
         epochs: int | None = None,

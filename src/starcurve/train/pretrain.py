@@ -35,12 +35,13 @@ from starcurve.cli import (
     band_option,
     data_option,
     exclude_ids_option,
+    min_obs_option,
     output_option,
     seed_option,
     threads_option,
 )
 from starcurve.data import schema as S
-from starcurve.data.clean import clean
+from starcurve.data.clean import MIN_OBS, clean
 from starcurve.data.io import parquet_files, read, read_ids
 from starcurve.data.loader import WindowStream, window_tensors
 from starcurve.errors import StarcurveError
@@ -228,13 +229,14 @@ class Validation:
         log_path: Path | None = None,
         batch_size: int = 256,
         cfg=None,
+        min_obs: int = MIN_OBS,
     ):
         table = read(source, band=band)
         if exclude:
             table = table.filter(pc.invert(pc.is_in(table.column(S.ID), pa.array(sorted(exclude)))))
-        table, _ = clean(table, min_obs=10)
+        table, _ = clean(table, min_obs=min_obs)
         if table.num_rows == 0:
-            raise StarcurveError(f"--val-data {source}: no light curve with >= 10 points")
+            raise StarcurveError(f"--val-data {source}: no light curve with >= {min_obs} points")
         rng = np.random.default_rng(seed)
         self.loss_fn = masked_loss
         if (
@@ -302,6 +304,7 @@ def run(
     pool: int = 16384,
     meta: dict | None = None,
     desc: str = "pretrain",
+    min_obs: int = MIN_OBS,
 ) -> dict:
     """Train ``model`` by masked reconstruction and write the model folder ``out``."""
     rank, world = ddp_setup()
@@ -321,7 +324,7 @@ def run(
     if cfg.multiview:  # the views need whole light curves and their periodograms: held in memory
         from starcurve.data.views import cached_periods
 
-        table = _read_all(paths, band, exclude)
+        table = _read_all(paths, band, exclude, min_obs)
         # the periodograms are kept in $STARCURVE_CACHE when set (shared by runs), else in the run
         periods = cached_periods(
             table, os.environ.get("STARCURVE_CACHE") or out, progress=rank == 0
@@ -341,6 +344,7 @@ def run(
             batch_size=4096,
             band=band,
             exclude=exclude or None,
+            min_obs=min_obs,
             batch_rows=512,
             seed=tcfg.seed,
             rank=rank,
@@ -375,14 +379,14 @@ def run(
     return summary
 
 
-def _read_all(paths: list, band: str | None, exclude: set[str] | None) -> pa.Table:
+def _read_all(paths: list, band: str | None, exclude: set[str] | None, min_obs: int) -> pa.Table:
     """Every light curve of ``paths`` (minus ``exclude``), cleaned, in one table."""
     table = pa.concat_tables([read(p, band=band) for p in paths], promote_options="default")
     if exclude:
         table = table.filter(pc.invert(pc.is_in(table.column(S.ID), pa.array(sorted(exclude)))))
-    table, _ = clean(table, min_obs=10)
+    table, _ = clean(table, min_obs=min_obs)
     if table.num_rows == 0:
-        raise StarcurveError("the training data hold no light curve with >= 10 points")
+        raise StarcurveError(f"the training data hold no light curve with >= {min_obs} points")
     return table
 
 
@@ -404,6 +408,7 @@ def _train_options(f):
         click.option("--weight-decay", default=0.0, show_default=True, type=float),
         click.option("--clip", default=1.0, show_default=True, type=float),
         band_option,
+        min_obs_option,
         exclude_ids_option,
         click.option("--val-data", default=None, help="Held-out light curves for validation RMSE."),
         click.option("--val-band", default=None, help="Bands of --val-data to use (as --band)."),
@@ -449,6 +454,7 @@ def _launch(model, out, opts: dict, meta: dict, lr: float, warmup: int, desc: st
             exclude=exclude,
             max_windows=opts["val_windows"],
             cfg=model.config,
+            min_obs=opts["min_obs"],
         )
     meta = {
         **meta,
@@ -469,6 +475,7 @@ def _launch(model, out, opts: dict, meta: dict, lr: float, warmup: int, desc: st
         tcfg,
         batch_size=opts["batch_size"],
         band=opts["band"],
+        min_obs=opts["min_obs"],
         exclude=exclude,
         resume=opts["resume"],
         val=val,
