@@ -91,6 +91,10 @@ def test_stream_yields_mapped_classes_one_chunk_at_a_time(monkeypatch):
     ys = torch.cat([b["y"] for b in batches]).numpy()
     assert set(np.array(EROS)[ys]) <= set(mapping.values())
     assert all(b["x"].shape[0] == 16 and torch.isfinite(b["x"]).all() for b in batches)
+    # a batch larger than the chunk still comes (the chunk grows to two batches)
+    assert (
+        next(sp.sim_batches(net.inputs, EROS, mapping, ["eros"], 40, chunk=16))["x"].shape[0] == 40
+    )
     # the same seed gives the same stream
     again = sp.sim_batches(net.inputs, EROS, mapping, ["eros", "asas"], 16, seed=3, chunk=64)
     assert torch.equal(next(again)["x"], batches[0]["x"])

@@ -177,10 +177,19 @@ def sim_batches(
     max_obs: int = 0,
 ) -> Iterator[dict]:
     """Training batches ``{x, lengths, y}`` of simulated light curves, forever; ``y`` indexes the
-    real ``classes`` (through ``mapping``). ``inputs`` is the model's ``inputs``."""
+    real ``classes`` (through ``mapping``). ``inputs`` is the model's ``inputs``. A chunk holds at
+    least two batches; 20 chunks in a row without a batch (light curves shorter than ``min_obs``)
+    are an error rather than an endless loop."""
     index = {c: i for i, c in enumerate(classes)}
     sim_classes = sorted(mapping)
+    chunk, empty = max(int(chunk), 2 * batch_size), 0
     for j, table in enumerate(sim_chunks(surveys, sim_classes, seed, chunk, min_obs)):
+        empty = empty + 1 if table.num_rows < batch_size else 0
+        if empty >= 20:
+            raise StarcurveError(
+                f"simulator pretraining: the simulated {', '.join(surveys)} light curves of "
+                f"{sim_classes} rarely have {min_obs} observations; use another survey"
+            )
         rng = np.random.default_rng([seed, j])
         y = np.array([index[mapping[v]] for v in table.column(S.LABEL).to_pylist()], np.int64)
         order = rng.permutation(table.num_rows)
