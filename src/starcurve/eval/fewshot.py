@@ -15,7 +15,7 @@ Split (fixed for a dataset, identical for every method and run):
 
 Methods: *vectorisers* (``forest``, ``embed``, ``hybrid``) turn every object into one vector once
 (timed), then a probe is fitted per fold and n (features: random forest; embeddings: standardised MLP);
-*end-to-end* methods (``rnn``, ``cnn``, ``finetune``) are trained per fold and n on the training set
+*end-to-end* methods (``rnn``, ``cnn``, ``rnn-sim``, ``cnn-sim``, ``finetune``) are trained per fold and n on the training set
 only and predict the test set. Macro F1 and accuracy on the test set, mean and std over folds.
 """
 
@@ -252,11 +252,11 @@ def embedder(ctx: Context):
                     progress=ctx.progress)  # fmt: skip
 
 
-def _network(kind: str):
+def _network(kind: str, sim: bool = False):
     def make(ctx, seed, out_dir):
         from starcurve.train.supervised import fs1_estimator
 
-        return fs1_estimator(kind, seed, out_dir)
+        return fs1_estimator(kind, seed, out_dir, sim=sim)
 
     return make
 
@@ -305,6 +305,20 @@ register(
 register(Method("rnn", "GRU on (dt, dm) trained on the training set", classifier=_network("rnn")))
 register(
     Method("cnn", "1-D CNN on (dt, dm) trained on the training set", classifier=_network("cnn"))
+)
+register(
+    Method(
+        "rnn-sim",
+        "rnn pretrained on simulations of the data's survey, then trained on the training set",
+        classifier=_network("rnn", sim=True),
+    )
+)
+register(
+    Method(
+        "cnn-sim",
+        "cnn pretrained on simulations of the data's survey, then trained on the training set",
+        classifier=_network("cnn", sim=True),
+    )
 )
 register(
     Method("finetune", "the encoder of --model trained with a classifier", classifier=_finetune)

@@ -4,7 +4,7 @@ One path for every use (CLI, FS-1 benchmark, scripts):
 
     read -> clean (core) -> labels (map, drop unlabeled/rare) -> validation split (stratified, from the
     training data) -> optional augmentation (``starcurve.data.augment``) -> training scales
-    -> the ONE core loop ``starcurve.train.loop.train`` (early stopping on validation loss,
+    -> [optional stage 1 on simulated light curves, ``train/simpretrain.py``] -> the ONE core loop ``starcurve.train.loop.train`` (early stopping on validation loss,
     checkpoints, resume, progress bar) -> model folder (config.json + model.safetensors).
 
 The model folder is the one format (``models/folder.py``: model_type "rnn" or "cnn", the model
@@ -50,7 +50,8 @@ from starcurve.errors import StarcurveError
 from starcurve.models.cnn import CNNClassifier, CNNConfig
 from starcurve.models.folder import save_folder
 from starcurve.models.rnn import RNNClassifier, RNNConfig
-from starcurve.train.loop import TrainConfig, model_device, to_device, train
+from starcurve.train.loop import Checkpoint, TrainConfig, model_device, to_device, train
+from starcurve.train.simpretrain import SimPretrain, pretrain
 
 log = logging.getLogger("starcurve")
 MODELS = {"rnn": (RNNClassifier, RNNConfig), "cnn": (CNNClassifier, CNNConfig)}
@@ -72,6 +73,7 @@ class FitConfig:
     augment: AugmentConfig | None = None
     ckpt_every: int = 200
     seed: int = 0
+    pretrain_sim: SimPretrain | None = None  # stage 1 on simulated light curves (simpretrain.py)
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -243,6 +245,15 @@ def fit(
         net.train()
         return total / max(norm, 1e-12)
 
+    stage1 = None
+    if cfg.pretrain_sim is not None:  # stage 1; the real data's input scales are already set
+        stage1 = pretrain(
+            model, cfg.pretrain_sim, train_t, [str(c) for c in classes], out_dir,
+            batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed,
+            ckpt_every=cfg.ckpt_every, resume=resume, eval_fn=eval_fn if len(va) else None,
+            desc=f"{desc or f'train {kind}'}: simulations",
+        )  # fmt: skip
+        resume = resume and Checkpoint(out_dir).exists()  # stage 2 may not have started
     tcfg = TrainConfig(
         steps=steps,
         lr=cfg.lr,
@@ -278,9 +289,11 @@ def fit(
             "validation_objects": len(va),
             "skipped_short_or_unlabeled": int((~ok).sum()),
         },
-        "fit": {k: v for k, v in asdict(cfg).items() if k != "augment"},
+        "fit": {k: v for k, v in asdict(cfg).items() if k not in ("augment", "pretrain_sim")},
         "augment": asdict(cfg.augment) if cfg.augment is not None else None,
     }
+    if stage1 is not None:  # both stages: pretrain_sim (stage 1), train (stage 2, real labels)
+        info["pretrain_sim"] = stage1
     save_folder(out_dir, kind, asdict(model.cfg), model.state_dict(), info)
     return model, info
 
@@ -335,18 +348,22 @@ _FS1 = FitConfig(
 )
 FS1_FIT = {"rnn": _FS1, "cnn": replace(_FS1, steps=2000)}
 FS1_MODEL = {"rnn": {"hidden": 32, "dense": 32, "train_max_obs": 300}, "cnn": {}}
+# FS-1 ``rnn-sim`` / ``cnn-sim``: the budget above, after a stage 1 of 1,500 steps (96,000 simulated
+# light curves of the training data's own survey, batch 64). Fixed before any FS-1 score was seen.
+FS1_SIM = SimPretrain(surveys="auto", n=96_000)
 
 
-def fs1_estimator(kind: str, seed: int, out_dir):
-    """The FS-1 ``rnn`` / ``cnn`` method: the network with the budget above, on the training set only."""
+def fs1_estimator(kind: str, seed: int, out_dir, sim: bool = False):
+    """The FS-1 ``rnn`` / ``cnn`` method: the network with the budget above, on the training set only
+    (``sim``: pretrained on simulations of the training data's survey first, ``rnn-sim``/``cnn-sim``)."""
     from starcurve.models.estimators import NetworkClassifier
 
     return NetworkClassifier(
         kind,
-        replace(FS1_FIT[kind], seed=seed),
+        replace(FS1_FIT[kind], seed=seed, pretrain_sim=FS1_SIM if sim else None),
         FS1_MODEL[kind],
         out_dir=out_dir,
-        desc=f"FS-1 {kind}",
+        desc=f"FS-1 {kind}" + ("-sim" if sim else ""),
     )
 
 
@@ -429,6 +446,21 @@ def _parse_options(kind: str, items: tuple[str, ...]) -> dict:
     default=None,
     help='JSON {"source class": "new class" or null}, e.g. {"RRab": "RR_Lyrae"}.',
 )
+@click.option(
+    "--pretrain-sim",
+    default=None,
+    metavar="SURVEY[,SURVEY]",
+    help="First train on simulated light curves of these surveys (asas, eros, ogle, macho, gaia, "
+    "ztf, lsst; auto: the data's survey column), then fine-tune on the real labels. Simulated "
+    "classes are mapped to the real ones (docs/supervised.md; --label-map applies to them too).",
+)
+@click.option(
+    "--sim-n",
+    type=click.IntRange(1),
+    default=96_000,
+    show_default=True,
+    help="With --pretrain-sim: simulated light curves (steps = ceil(N / batch size)).",
+)
 @exclude_ids_option
 @click.option("--min-per-class", type=int, default=5, show_default=True, help="Drop rarer classes.")
 @click.option(
@@ -455,6 +487,8 @@ def train_cmd(
     noise,
     resume,
     label_map,
+    pretrain_sim,
+    sim_n,
     exclude_ids,
     min_per_class,
     options,
@@ -500,6 +534,9 @@ def train_cmd(
         patience=patience,
         seed=seed,
         augment=AugmentConfig(noise=noise) if augment else None,
+        pretrain_sim=SimPretrain(surveys=pretrain_sim, n=sim_n, label_map=mapping)
+        if pretrain_sim
+        else None,
     )
     model, info = fit(
         kind, table, labels, out_dir, cfg, model_options=opts, resume=resume, desc=f"train {kind}"
@@ -510,6 +547,13 @@ def train_cmd(
         f"({d['train_rows_after_augmentation']} rows with augmentation), validated on {d['validation_objects']}; "
         f"{d['skipped_short_or_unlabeled']} unlabeled or < {model.cfg.min_obs} obs skipped"
     )
+    if "pretrain_sim" in info:
+        p = info["pretrain_sim"]
+        click.echo(
+            f"stage 1: {p['steps']} steps on simulated {','.join(p['surveys'])} light curves "
+            f"({len(set(p['class_map'].values()))} classes mapped: {p['class_map']}); "
+            f"not pretrained: {p['classes_not_pretrained'] or 'none'}"
+        )
     best = info["train"].get("best_val_loss")
     score = f"best val_loss {best:.4f}" if best is not None else "no validation score yet"
     click.echo(f"steps {info['train']['steps']}, {score}")
