@@ -72,17 +72,19 @@ def embed_speed(model, w: dict, batch: int, bf16: bool = False, repeats: int = 2
     """Best-of-``repeats`` windows/s of ``window_vectors`` over all windows, and the vectors."""
     tensors = [torch.from_numpy(w[k]) for k in ("time", "mag", "mask", "err")]
     n = len(w["mag"])
+    # multi-view models (pv1): the raw view, with a period input (log10 P = 0, power 0.5)
+    ctx = torch.tensor([[0.0, 0.5]]).expand(n, 2) if model.config.multiview else None
+
+    def vectors(s: slice) -> torch.Tensor:
+        kw = {} if ctx is None else {"ctx": ctx[s]}
+        return model.window_vectors(*(x[s] for x in tensors), **kw).float()
+
     best, out = 0.0, None
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        model.window_vectors(*(x[:8] for x in tensors[:3]), tensors[3][:8])  # warm-up
+        vectors(slice(0, 8))  # warm-up
         for _ in range(repeats):
             t0 = time.perf_counter()
-            vecs = [
-                model.window_vectors(
-                    *(x[s : s + batch] for x in tensors[:3]), tensors[3][s : s + batch]
-                ).float()
-                for s in range(0, n, batch)
-            ]
+            vecs = [vectors(slice(s, s + batch)) for s in range(0, n, batch)]
             best = max(best, n / (time.perf_counter() - t0))
             out = torch.cat(vecs).numpy()
     return best, out

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -126,33 +127,24 @@ def peak_rss_mb(cmd: list) -> tuple[float, float]:
 
 
 def section_memory(args, res: dict, tmp: Path) -> None:
-    out = res.setdefault(
-        "memory",
-        {
-            "note": f"ztf sims with n_obs={args.memory_obs}, shards of "
-            f"{args.chunk * 4}, one process, one thread"
-        },
+    """Peak RSS of one ``starcurve embed`` process per input size (``--memory-model``: None = the
+    shipped model; results kept per model under ``memory`` / ``memory_<folder name>``)."""
+    key = "memory" if args.memory_model is None else f"memory_{Path(args.memory_model).name}"
+    out = res.setdefault(key, {})
+    out["note"] = (
+        f"ztf sims with n_obs={args.memory_obs}, shards of {args.chunk * 4}, one process, one thread, "
+        f"model {args.memory_model or 'shipped ' + load_model().config.name}"
     )
+    model = [] if args.memory_model is None else ["--model", args.memory_model]
     for n in (int(x) for x in args.memory_sizes.split(",")):
         data = sims(tmp / f"mem{n}", n, args.chunk * 4, n_obs=args.memory_obs)
+        cmd = [*CLI, "embed", *model, "--input", data, "--output", tmp / f"mem{n}.parquet"]
         rss, sec = peak_rss_mb(
-            [
-                *CLI,
-                "embed",
-                "--input",
-                data,
-                "--output",
-                tmp / f"mem{n}.parquet",
-                "--workers",
-                "0",
-                "--threads",
-                "1",
-                "--chunk-rows",
-                str(args.chunk),
-            ]
+            [*cmd, "--workers", "0", "--threads", "1", "--chunk-rows", str(args.chunk)]
         )
         out[str(n)] = {"peak_rss_mb": round(rss, 1), "seconds": round(sec, 1),
-                       "objects_per_s": round(n / sec, 1)}  # fmt: skip
+                       "objects_per_s": round(n / sec, 1), "loadavg_after": os.getloadavg()}  # fmt: skip
+        shutil.rmtree(data)
         print("memory", n, out[str(n)], flush=True)
         atomic_json(res, OUT)
 
@@ -286,6 +278,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--memory-sizes", default="2000,10000,100000")
     p.add_argument("--memory-obs", type=int, default=60)
+    p.add_argument("--memory-model", default=None, help="model folder for --sections memory")
     p.add_argument("--kill-n", type=int, default=2000)
     p.add_argument("--kill-chunk", type=int, default=100)
     p.add_argument("--kill-obs", type=int, default=None, help="n_obs of the kill test's sims")
