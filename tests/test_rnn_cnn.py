@@ -147,6 +147,14 @@ def test_tiny_model_learns_an_easy_two_class_problem(tmp_path, kind):
     acc = (pred == np.array(test.column(S.LABEL).to_pylist())).mean()
     assert acc > 0.9, acc
     assert info["data"]["validation_objects"] == 18 and (tmp_path / "model.safetensors").exists()
+    # the held-out rows are reported (not saved in the folder) and the validation loss per evaluation
+    val = info["validation_rows"]
+    assert len(val) == 18 and len(set(val)) == 18 and set(val) <= set(range(train.num_rows))
+    assert sorted(np.unique(labels[val], return_counts=True)[1]) == [9, 9]  # stratified
+    hist = info["train"]["val_loss_history"]
+    assert [h[0] for h in hist] == [20, 40, 60, 80]
+    assert min(h[1] for h in hist) == pytest.approx(info["train"]["best_val_loss"])
+    assert "validation_rows" not in json.loads((tmp_path / "config.json").read_text())["meta"]
 
 
 def test_cli_train_resume_predict(tmp_path):
