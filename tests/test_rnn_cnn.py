@@ -147,6 +147,14 @@ def test_tiny_model_learns_an_easy_two_class_problem(tmp_path, kind):
     acc = (pred == np.array(test.column(S.LABEL).to_pylist())).mean()
     assert acc > 0.9, acc
     assert info["data"]["validation_objects"] == 18 and (tmp_path / "model.safetensors").exists()
+    # the held-out rows are reported (not saved in the folder) and the validation loss per evaluation
+    val = info["validation_rows"]
+    assert len(val) == 18 and len(set(val)) == 18 and set(val) <= set(range(train.num_rows))
+    assert sorted(np.unique(labels[val], return_counts=True)[1]) == [9, 9]  # stratified
+    hist = info["train"]["val_loss_history"]
+    assert [h[0] for h in hist] == [20, 40, 60, 80]
+    assert min(h[1] for h in hist) == pytest.approx(info["train"]["best_val_loss"])
+    assert "validation_rows" not in json.loads((tmp_path / "config.json").read_text())["meta"]
 
 
 def test_cli_train_resume_predict(tmp_path):
@@ -230,3 +238,29 @@ def test_multi_survey_balancing_replicates_a_class_rare_in_one_survey():
         table.slice(0, 30), y[:30], AugmentConfig(), np.random.default_rng(0)
     )
     assert np.bincount(y_single).tolist() == [25, 25]
+
+
+def test_rnn_survey_input(tmp_path):
+    """``surveys``: a one-hot of the survey joins each step; unknown/missing survey -> zeros; the
+    model learns from it, saves and loads, and refuses to stream (it needs the whole table)."""
+    torch.set_num_threads(1)
+    train = toy(120, seed=0)
+    # the label is decided by the survey alone: the network must read the one-hot to learn it
+    survey = np.where(np.arange(train.num_rows) % 3 == 0, "A", "B")
+    train = train.append_column(S.SURVEY, pa.array(survey.tolist(), pa.string()))
+    labels = np.where(survey == "A", "fromA", "fromB").astype(object)
+    opts = {**TINY["rnn"], "surveys": ["A", "B"]}
+    cfg = sup.FitConfig(steps=60, batch_size=32, lr=3e-3, eval_every=20, patience=0)
+    m, _ = sup.fit("rnn", train, labels, tmp_path, cfg, model_options=opts)
+    inp = m.inputs(train.slice(0, 4))
+    assert inp["x"].shape[2] == 2 * m.cfg.w + 2
+    assert inp["x"][:, :, -2:].amax(1).tolist() == [[1, 0], [0, 1], [0, 1], [1, 0]]
+    pred = np.array(m.cfg.classes)[sup.network_proba(m, train)[0].argmax(1)]
+    assert (pred == labels).mean() > 0.95
+    back = load(tmp_path)
+    assert back.net_.cfg.surveys == ["A", "B"]
+    assert np.array_equal(back.predict_proba(train), sup.network_proba(m, train)[0])
+    none = m.inputs(train.drop_columns([S.SURVEY]).slice(0, 2))["x"]
+    assert none.shape[2] == 2 * m.cfg.w + 2 and float(none[:, :, -2:].abs().sum()) == 0
+    with pytest.raises(Exception, match="whole light curves only"):
+        m.update(m.init_state(), ([1.0, 2.0], [14.0, 14.1]))

@@ -174,6 +174,7 @@ class NetworkClassifier(Predictor):
         out = self.out_dir or tempfile.mkdtemp(prefix=f"starcurve_{self.kind}_")
         self.net_, self.meta_ = fit(self.kind, table, y, out, self.fit_config,
                                     model_options=self.model_options, desc=self.desc)  # fmt: skip
+        self.meta_.pop("validation_rows", None)  # row numbers of this call's table, not metadata
         return self
 
     def answer(self, table: pa.Table) -> Answers:

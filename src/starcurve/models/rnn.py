@@ -31,6 +31,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
+from starcurve.data import schema as S
 from starcurve.data.clean import clean
 from starcurve.data.deltas import rnn_input
 from starcurve.data.io import from_arrays
@@ -52,6 +53,9 @@ class RNNConfig:
     dt_scale: float = 1.0  # training-set RMS of log1p(dt)
     dm_scale: float = 1.0  # training-set RMS of dm
     train_max_obs: int = 400  # training uses random stretches of at most this many points (0: all)
+    # survey input: with names here, every step also gets a one-hot of the row's ``survey`` column
+    # (zeros for another or a missing survey); such a model classifies whole light curves only
+    surveys: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -145,7 +149,8 @@ class RNNClassifier(nn.Module):
         self.cfg = cfg
         rnn_cls = nn.GRU if cfg.cell == "gru" else nn.LSTM
         drop = cfg.dropout if cfg.layers > 1 else 0.0
-        self.rnn = rnn_cls(2 * cfg.w, cfg.hidden, cfg.layers, batch_first=True, dropout=drop)
+        n_in = 2 * cfg.w + len(cfg.surveys)
+        self.rnn = rnn_cls(n_in, cfg.hidden, cfg.layers, batch_first=True, dropout=drop)
         self.head = nn.Sequential(
             nn.Linear(cfg.hidden, cfg.dense),
             nn.ReLU(),
@@ -156,12 +161,22 @@ class RNNClassifier(nn.Module):
     def inputs(self, table: pa.Table) -> dict[str, torch.Tensor]:
         """Model input of a clean table: x [B, T, 2w] (zero-padded) and the valid steps per row."""
         x, steps = rnn_input(table, self.cfg.w, self.cfg.stride)
+        if self.cfg.surveys:
+            names = (
+                table.column(S.SURVEY).to_pylist()
+                if S.SURVEY in table.column_names
+                else [None] * table.num_rows
+            )
+            onehot = np.array(names, object)[:, None] == np.array(self.cfg.surveys, object)[None]
+            onehot = np.broadcast_to(onehot[:, None, :], (*x.shape[:2], onehot.shape[1]))
+            x = np.concatenate([x, onehot.astype(np.float32)], axis=2)
         return {"x": torch.from_numpy(x), "lengths": torch.from_numpy(steps.astype(np.int64))}
 
     def scale(self, x: torch.Tensor) -> torch.Tensor:
+        """Scaled differences; the survey one-hot (columns after the 2w differences) as it is."""
         w = self.cfg.w
         dt = torch.log1p(x[..., :w].clamp(min=0)) / self.cfg.dt_scale
-        return torch.cat([dt, x[..., w:] / self.cfg.dm_scale], dim=-1)
+        return torch.cat([dt, x[..., w : 2 * w] / self.cfg.dm_scale, x[..., 2 * w :]], dim=-1)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Class logits [B, C] from the top layer's hidden state at each row's last valid step.
@@ -200,6 +215,11 @@ class RNNClassifier(nn.Module):
     def advance(self, state: RNNState, t: np.ndarray, m: np.ndarray) -> RNNState:
         """``update`` with points that are already clean (sorted, finite, no repeated time stamp,
         as one row of a table the core ``clean`` returned): the caller cleaned them once, on entry."""
+        if self.cfg.surveys:
+            raise StarcurveError(
+                "this RNN takes the survey as an input (config surveys); it classifies whole light "
+                "curves only, not streamed observations"
+            )
         if state.last_t is not None and len(t):
             if t[0] < state.last_t:
                 raise StarcurveError(

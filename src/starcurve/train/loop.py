@@ -184,8 +184,8 @@ def train(
     returns a validation figure named ``eval_name`` (``lower_is_better`` for a loss or an error)
     that drives early stopping; the best weights are restored at the end. The figure keeps its own
     sign and name everywhere: on the bar (``val_loss=``, ``best_val_loss=``) and in the summary.
-    Returns a summary dict: steps done, last loss, ``best_<eval_name>`` (with ``eval_fn``), seconds,
-    early_stopped; a number that is not finite is None, so the summary prints as valid JSON.
+    Returns a summary dict: steps done, last loss, ``best_<eval_name>`` and ``<eval_name>_history``
+    ([step, figure] per evaluation; with ``eval_fn``), seconds, early_stopped; a number that is not finite is None, so the summary prints as valid JSON.
     A resumed run first drops the rows of ``log.csv`` logged after its checkpoint (it logs them again).
 
     ``device`` (a string or torch.device; None: ``cuda:<rank>`` when a GPU is present, else CPU) is
@@ -205,10 +205,11 @@ def train(
     model.to(device)
     opt = make_optimizer(model, cfg)
     ckpt = Checkpoint(out_dir)
-    step, best, best_state, bad_evals = 0, -math.inf, None, 0
+    step, best, best_state, bad_evals, history = 0, -math.inf, None, 0, []
     if resume and ckpt.exists():
         state = ckpt.load(model, opt)
         step, bad_evals = state["step"], state.get("bad_evals", 0)
+        history = [h for h in state.get("history", []) if h[0] <= step]
         best = -math.inf if state.get("best") is None else state["best"]
         drop_rows_after(out_dir / "log.csv", step)
         if (ckpt.dir / "best.safetensors").exists():
@@ -280,6 +281,7 @@ def train(
                 log_file.flush()
             if eval_fn is not None and cfg.eval_every and step % cfg.eval_every == 0 and rank == 0:
                 figure = float(eval_fn(model))
+                history.append([step, _finite(figure)])
                 score = sign * figure
                 if score > best:
                     best, bad_evals = score, 0
@@ -306,7 +308,12 @@ def train(
                     model,
                     opt,
                     step,
-                    {"best": _finite(best), "bad_evals": bad_evals, "config": _jsonable(cfg)},
+                    {
+                        "best": _finite(best),
+                        "bad_evals": bad_evals,
+                        "history": history,
+                        "config": _jsonable(cfg),
+                    },
                 )
             if stopped:
                 break
@@ -319,6 +326,7 @@ def train(
     summary = {"steps": step, "loss": _finite(loss_val)}
     if eval_fn is not None:
         summary[f"best_{eval_name}"] = None if _finite(best) is None else sign * best
+        summary[f"{eval_name}_history"] = history  # [step, figure] per evaluation
     return {**summary, "seconds": time.time() - t0, "early_stopped": stopped}
 
 

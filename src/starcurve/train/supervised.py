@@ -166,7 +166,8 @@ def fit(
     """Train a classifier on a clean table with one label per row; save it in ``out_dir``.
 
     Rows shorter than the model's ``min_obs`` are left out (counted in the summary).
-    Returns the trained model (best validation weights, eval mode) and a summary dict.
+    Returns the trained model (best validation weights, eval mode) and a summary dict (with
+    ``validation_rows``: the rows of ``table`` held out for validation, never trained on).
     """
     cfg = cfg or FitConfig()
     opts = dict(model_options or {})
@@ -295,6 +296,8 @@ def fit(
     if stage1 is not None:  # both stages: pretrain_sim (stage 1), train (stage 2, real labels)
         info["pretrain_sim"] = stage1
     save_folder(out_dir, kind, asdict(model.cfg), model.state_dict(), info)
+    # not in the folder: the rows of ``table`` that formed the validation set (for per-group scores)
+    info["validation_rows"] = rows[va]
     return model, info
 
 

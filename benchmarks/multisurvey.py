@@ -1,15 +1,18 @@
-"""One CNN trained on ASAS-3 V (asas_acvs) and EROS-1 R (eros_lmc) together, scored per survey.
+"""One network (RNN or CNN) trained on ASAS-3 V (asas_acvs) and EROS-1 R (eros_lmc) together, per survey.
 
 Classes that mean the same get one name: RRab + RRc -> RR_Lyrae, EB_* -> EB, Mira, Cepheid (EROS
 only); ASAS's DSCT and ACV keep their names (no EROS counterpart); classes below the FS-1 size
 limit (BCEP) are dropped by the FS-1 preparation. Training uses ONLY the FS-1 pools of both files:
 the FS-1 test objects (``starcurve.eval.fewshot.test_object_ids``) are excluded and checked.
 Scores are macro F1 on each survey's FS-1 test set (mapped labels, averaged over that survey's
-classes), for the joint model and, as the reference, the same CNN trained on each survey alone.
+classes), for the joint model and, as the reference, the same network trained on each survey alone.
+All three use one training budget (``--steps`` cap, early stopping on the validation loss of a split
+of the training pool); the network options are the FS-1 ones (``supervised.FS1_MODEL``). Each run also
+records macro F1 per survey on its own validation objects (the only scores any choice may use).
 
-    python benchmarks/multisurvey_cnn.py [--steps 1500] [--out runs/multisurvey]
+    python benchmarks/multisurvey.py --kind rnn|cnn [--steps 1500] [--out runs/multisurvey_<kind>]
 
-Writes benchmarks/results/multisurvey_cnn.json (model folders stay in --out, outside git).
+Writes benchmarks/results/multisurvey_<kind>.json (model folders stay in --out, outside git).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ LABEL_MAP = {
     "RRab": "RR_Lyrae", "RRc": "RR_Lyrae", "EB_contact": "EB", "EB_detached": "EB",
     "EB_semidetached": "EB", "EB_ambiguous": "EB",
 }  # fmt: skip
-RESULTS = Path(__file__).resolve().parent / "results" / "multisurvey_cnn.json"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def load(name: str, band: str):
@@ -77,15 +80,25 @@ def score(model, test: pa.Table, y: np.ndarray, fallback: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kind", choices=sorted(sup.MODELS), required=True)
     ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--out", default="runs/multisurvey")
+    ap.add_argument("--out", default=None, help="model folders (default runs/multisurvey_<kind>)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", default=None, help="run only these runs (e.g. joint)")
     ap.add_argument(
-        "--only", default=None, help="re-run only these runs (e.g. joint); keep the others' results"
+        "--survey-token",
+        action="store_true",
+        help="joint run only: the network also gets a one-hot of the survey (model option surveys)",
     )
     args = ap.parse_args()
+    args.out = args.out or f"runs/multisurvey_{args.kind}"
+    results = RESULTS / f"multisurvey_{args.kind}.json"
+    name = args.kind.upper()
     torch.set_num_threads(args.threads)
     data = {name: load(name, band) for name, band in SURVEYS.items()}
+    opts = dict(sup.FS1_MODEL[args.kind])
+    if args.survey_token:
+        opts["surveys"] = sorted(SURVEYS)
     cfg = sup.FitConfig(
         steps=args.steps,
         batch_size=64,
@@ -97,8 +110,24 @@ def main() -> None:
     )
     test_ids = set().union(*(d[4] for d in data.values()))
     runs = {"joint": list(SURVEYS), **{f"{n}_only": [n] for n in SURVEYS}}
+    if args.survey_token:
+        runs = {"joint": runs["joint"]}
+    if args.only:
+        runs = {k: v for k, v in runs.items() if k in args.only.split(",")}
+    # the published budget (1,500 steps, no survey input) keeps the plain names; variants are tagged
+    tag = ("" if args.steps == 1500 else f"_steps{args.steps}") + (
+        "_survey_token" if args.survey_token else ""
+    )
+    command = (
+        f"python benchmarks/multisurvey.py --kind {args.kind} --steps {args.steps} --out {args.out} "
+        f"--threads {args.threads}"
+        + (f" --only {args.only}" if args.only else "")
+        + (" --survey-token" if args.survey_token else "")
+    )
     out = {
-        "what": "CNN (published architecture) on ASAS-3 V + EROS-1 R, FS-1 pools only, per-survey macro F1 on FS-1 test sets",
+        "what": f"{name} (FS-1 options {sup.FS1_MODEL[args.kind]}) on ASAS-3 V + EROS-1 R, FS-1 pools "
+        "only, per-survey macro F1 on FS-1 test sets",
+        "model_options": sup.FS1_MODEL[args.kind],  # per run: model_options
         "label_map": LABEL_MAP,
         "fit": {k: v for k, v in cfg.__dict__.items() if k != "augment"},
         "augment": cfg.augment.__dict__,
@@ -106,31 +135,43 @@ def main() -> None:
         "threads": args.threads,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "command": f"python benchmarks/multisurvey_cnn.py --steps {args.steps} --out {args.out}",
-        "runs": {},
+        "command": command,  # the latest; each run keeps its own
+        "runs": json.loads(results.read_text())["runs"] if results.exists() else {},
     }
-    if args.only:
-        out["runs"] = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else {}
-        out["command"] += f" --only {args.only}"
-        runs = {k: v for k, v in runs.items() if k in args.only.split(",")}
     for run, names in runs.items():
         table = pa.concat_tables([data[n][0] for n in names], promote_options="default")
         labels = np.concatenate([data[n][1] for n in names]).astype(object)
+        survey = np.concatenate([np.full(data[n][0].num_rows, n) for n in names])
         train_ids = set(table.column("object_id").to_pylist())
         assert not train_ids & test_ids, "an FS-1 test object would be trained on"
         t0 = time.time()
-        model, info = sup.fit("cnn", table, labels, Path(args.out) / run, cfg, desc=f"CNN {run}")
+        model, info = sup.fit(
+            args.kind, table, labels, Path(args.out) / (run + tag), cfg,
+            model_options=opts, desc=f"{name} {run}{tag}",
+        )  # fmt: skip
+        val = info.pop("validation_rows")
         values, counts = np.unique(labels.astype(str), return_counts=True)
         fallback = str(values[counts.argmax()])
-        res = {"train_seconds": round(time.time() - t0, 1), "classes": model.cfg.classes, **info}
+        res = {
+            "command": command,
+            "model_options": opts,
+            "train_seconds": round(time.time() - t0, 1),
+            "classes": model.cfg.classes,
+            **info,
+        }
         for n in names:
             res[n] = score(model, data[n][2], data[n][3], fallback)
-        out["runs"][run] = res
-        print(run, {n: round(res[n]["macro_f1"], 4) for n in names}, flush=True)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        tmp = RESULTS.with_suffix(".tmp")
+            v = val[survey[val] == n]  # this survey's validation objects (never trained on)
+            res[n]["validation"] = score(
+                model, table.take(pa.array(v)), labels[v].astype(str), fallback
+            )
+        out["runs"][run + tag] = res
+        print(run + tag, {n: round(res[n]["macro_f1"], 4) for n in names}, flush=True)
+        print(run + tag, "val", {n: round(res[n]["validation"]["macro_f1"], 4) for n in names})
+        results.parent.mkdir(parents=True, exist_ok=True)
+        tmp = results.with_suffix(".tmp")
         tmp.write_text(json.dumps(out, indent=2))
-        tmp.replace(RESULTS)
+        tmp.replace(results)
 
 
 if __name__ == "__main__":
