@@ -231,23 +231,27 @@ def section_kill(args, res: dict, tmp: Path) -> None:
     print("kill", res["kill"][str(args.kill_n)], flush=True)
 
 
-def matmul_gflops(dtype, n: int = 1024, repeats: int = 5) -> float:
+def matmul_gflops(dtype, n: int = 1024, seconds: float = 1.0, repeats: int = 3) -> float:
+    """Sustained n x n matmul GFLOP/s: the best of ``repeats`` loops of about ``seconds`` each."""
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    torch.mm(a, b)
+    t0, calls = time.perf_counter(), 0
+    while time.perf_counter() - t0 < 0.2:  # warm-up, and how many calls fill one loop
+        torch.mm(a, b)
+        calls += 1
+    calls = max(1, int(calls * seconds / (time.perf_counter() - t0)))
     best = 0.0
     for _ in range(repeats):
         t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
+        for _ in range(calls):
+            torch.mm(a, b)
+        best = max(best, calls * 2 * n**3 / (time.perf_counter() - t0) / 1e9)
     return best
 
 
 def section_roofline(args, res: dict, tmp: Path) -> None:
-    from starcurve.models.encoder import get_config
-
     model = load_model().encoder
     w = synthetic_windows(args.windows)
-    gflop = flops_per_window(get_config("sc1")) / 1e9
+    gflop = flops_per_window(model.config) / 1e9
     out = {"threads": torch.get_num_threads(), "gflop_per_window": round(gflop, 3),
            "windows": args.windows}  # fmt: skip
     for name, dtype, bf16 in (

@@ -1,7 +1,7 @@
 """Period-aware views of a clean table, all computed without labels (for the ``pv1`` encoder).
 
 - **Periodogram**: Lomb-Scargle power on the feature baseline's linear grid (0..20 cycles/day),
-  from ``light-curve``'s fast periodogram when installed, else the numpy Press & Rybicki fallback of
+  from ``light-curve``'s fast periodogram (in float32) when installed, else the numpy Press & Rybicki fallback of
   ``models.forest``. Kept as ``n_bins`` numbers: the highest power in each bin of a fixed
   log-frequency grid (1e-3 .. 20 cycles/day), divided by the row's highest power.
 - **Best period**: the top peak of that grid, refined by a direct Lomb-Scargle evaluation on a
@@ -36,6 +36,7 @@ F_MIN_BIN = 1e-3  # cycles/day: the lowest edge of the periodogram view
 N_FREQ = 2**16 + 1  # linear grid 0..F_MAX; light-curve's fast periodogram needs 2^k + 1 points
 N_BINS = 64
 PHASE_BINS = 16  # bins used to find the brightest / faintest phase
+PERIODS_VERSION = 2  # part of the cache key: 2 = light-curve's periodogram in float32
 
 
 @dataclass
@@ -82,12 +83,16 @@ def periods(
     bar = tqdm(total=B, desc="periodogram", unit="LC", disable=not progress)
 
     def reduce(rows: slice, power: np.ndarray) -> None:
-        power = np.nan_to_num(power, nan=0.0, posinf=0.0, neginf=0.0)
         power[:, 0] = 0.0
-        top[rows] = power.argmax(1)
         # max over [lo_i, lo_i+1) per bin; an empty bin (lo_i == lo_i+1) takes its nearest grid value
         mx = np.maximum.reduceat(power, lo, axis=1)  # the last bin runs to the grid's end
-        bins[rows] = mx / np.maximum(power.max(1, keepdims=True), 1e-12)
+        bad = ~np.isfinite(mx).all(1) | ~np.isfinite(power[:, : lo[0]]).all(1)  # NaN propagates
+        if bad.any():  # rare (degenerate rows): clean those rows and reduce them again
+            power[bad] = np.nan_to_num(power[bad], nan=0.0, posinf=0.0, neginf=0.0)
+            mx[bad] = np.maximum.reduceat(power[bad], lo, axis=1)
+        top[rows] = power.argmax(1)
+        peak = np.maximum(mx.max(1), power[:, : lo[0]].max(1, initial=0.0))
+        bins[rows] = mx / np.maximum(peak, 1e-12)[:, None]
 
     if backend == "light-curve":
         import light_curve as lc
@@ -95,13 +100,22 @@ def periods(
         pg = lc.Periodogram(peaks=1, fast=True, freqs=np.linspace(0, 2 * np.pi * F_MAX, n_freq))
         t, off = S.flat(table, S.TIME)
         m = S.flat(table, S.MAG)[0].astype(np.float64)
+        # float32 is 1.4-1.7x faster; times from each row's first point and magnitudes about the
+        # row's mean keep its precision (the peak is refined in float64 afterwards)
+        rows_of = S.row_index(off)
+        n_pts = np.maximum(np.diff(off), 1)
+        t = (t - t[np.minimum(off[:-1], len(t) - 1)][rows_of]).astype(np.float32) if len(t) else t
+        m = (m - (np.bincount(rows_of, m, B) / n_pts)[rows_of]).astype(np.float32)
         block = 64
+        buf = np.empty((min(block, B), n_freq))
         for a in range(0, B, block):
             rows = range(a, min(a + block, B))
-            power = np.zeros((len(rows), n_freq))
+            power = buf[: len(rows)]
             for j, r in enumerate(rows):
                 if off[r + 1] - off[r] >= 3:
                     power[j] = pg.freq_power(t[off[r] : off[r + 1]], m[off[r] : off[r + 1]])[1]
+                else:
+                    power[j] = 0.0
             reduce(slice(a, a + len(rows)), power)
             bar.update(len(rows))
     elif backend == "numpy":
@@ -260,7 +274,8 @@ def cached_periods(table: pa.Table, cache_dir: str | Path | None = None, **kw) -
     cache_dir = cache_dir or os.environ.get("STARCURVE_CACHE")
     if not cache_dir:
         return periods(table, **kw)
-    h = hashlib.sha1(repr(sorted((k, v) for k, v in kw.items() if k != "progress")).encode())
+    key = sorted((k, v) for k, v in kw.items() if k != "progress")
+    h = hashlib.sha1(repr([PERIODS_VERSION, key]).encode())
     for col in (S.TIME, S.MAG):
         v, off = S.flat(table, col)
         h.update(np.ascontiguousarray(v).tobytes())
