@@ -24,7 +24,7 @@ from starcurve import clean, read
 from starcurve.data import schema as S
 from starcurve.data.views import periods
 from starcurve.eval.fewshot import machine
-from starcurve.models.hub import DEFAULT_MODEL, load_model
+from starcurve.models.hub import DEFAULT_MODEL, load_model, use_bf16
 
 
 def timed(fn, repeats: int) -> float:
@@ -66,22 +66,28 @@ def main() -> None:
         "s_per_lc_model_total": timed(lambda: model.embed_table(table), args.repeats) / n,
         "s_per_lc_reference": timed(lambda: ref.embed_table(table), args.repeats) / n,
     }
-    # bfloat16 autocast (pays on CPUs with AVX-512 BF16 or AMX); periodograms are float64 either way
+    # --bf16 (use_bf16: the network under bfloat16 autocast; pays on CPUs with AMX); the
+    # periodogram is the same either way
     p = periods(table)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        res["s_per_lc_model_bf16"] = timed(lambda: model.embed_table(table), args.repeats) / n
     fp32 = model._view_vectors(table, p, model.default_layers)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        bf16 = model._view_vectors(table, p, model.default_layers)
+    use_bf16(True)
+    res["s_per_lc_model_bf16"] = timed(lambda: model.embed_table(table), args.repeats) / n
+    res["s_per_lc_reference_bf16"] = timed(lambda: ref.embed_table(table), args.repeats) / n
+    bf16 = model._view_vectors(table, p, model.default_layers)
+    use_bf16(False)
     diff, scale = np.abs(bf16 - fp32), np.abs(fp32).mean()
     res.update(
         bf16_speedup=res["s_per_lc_model_total"] / res["s_per_lc_model_bf16"],
         bf16_max_abs_diff_rel=float(diff.max() / scale),
         bf16_mean_abs_diff_rel=float(diff.mean() / scale),
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        amx=bool(torch.cpu._is_amx_tile_supported()),
         load_average_after=os.getloadavg()[0],
     )
     res["ratio_to_reference"] = res["s_per_lc_model_total"] / res["s_per_lc_reference"]
+    res["ratio_to_reference_bf16_vs_float32"] = (
+        res["s_per_lc_model_bf16"] / res["s_per_lc_reference"]
+    )
     Path(args.out).write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))
 

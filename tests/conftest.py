@@ -50,11 +50,15 @@ def toy_table():
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """Tests use tiny models: one thread is faster for them and leaves the other core free."""
+    """Tests use tiny models: one thread is faster for them and leaves the other core free. The
+    process-wide bfloat16 switch (``--bf16`` in an in-process CLI call) is off again after each."""
+    from starcurve.models.hub import use_bf16
+
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+    use_bf16(False)
 
 
 def tiny_config(**changes) -> EncoderConfig:

@@ -326,3 +326,24 @@ def test_classifier_heads_frozen_and_whole_network(tmp_path):
     (tmp_path / "saved" / "model.safetensors").write_bytes(b"junk")
     with pytest.raises(StarcurveError, match="corrupted weights"):
         load(tmp_path / "saved")
+
+
+def test_bf16_switch_runs_the_encoder_in_bfloat16_and_the_cli_passes_it(toy_table, tmp_path):
+    folder = hub.save_model(build(tiny("sc1"), seed=3), tmp_path / "m")
+    model = hub.load_model(folder)
+    fp32 = model.embed_table(toy_table)
+    hub.use_bf16(True)  # (conftest turns it off after every test)
+    assert hub.bf16_enabled()
+    bf16 = model.embed_table(toy_table)
+    hub.use_bf16(False)
+    assert np.isfinite(bf16).all() and not np.array_equal(bf16, fp32)  # it did run in bfloat16
+    np.testing.assert_allclose(bf16, fp32, atol=0.1 * np.abs(fp32).max())  # and stays close
+    np.testing.assert_array_equal(model.embed_table(toy_table), fp32)  # off again: float32
+    write_parquet(toy_table, tmp_path / "in.parquet")
+    args = ["--model", str(folder), "--input", str(tmp_path / "in.parquet"), "--workers", "0"]
+    res = CliRunner().invoke(
+        hub.embed_cmd, [*args, "--output", str(tmp_path / "e.parquet"), "--bf16"]
+    )
+    assert res.exit_code == 0, res.output
+    got = np.array(pq.read_table(tmp_path / "e.parquet").column("embedding").to_pylist())
+    np.testing.assert_allclose(got, bf16, atol=1e-6)

@@ -95,3 +95,31 @@ def test_early_stopping_restores_best_weights(tmp_path, toy_table):
     assert summary["early_stopped"] and summary["steps"] == 8 and summary["best_val_score"] == 0.9
     for k, v in model.state_dict().items():
         assert torch.equal(v, snap[0.9][k])
+
+
+def test_bf16_autocast_on_cpu_when_asked_and_a_clear_error_for_a_bad_setting(tmp_path, toy_table):
+    import pytest
+
+    from starcurve.errors import StarcurveError
+
+    write_parquet(toy_table, tmp_path / "d.parquet")
+    seen = []
+
+    def recording_loss(model, batch):
+        out = model(batch["time"] / 100)
+        seen.append(out.dtype)  # a Linear under autocast computes in bfloat16
+        return loss_fn(model, batch)
+
+    def go(amp, out):
+        torch.manual_seed(0)
+        cfg = TrainConfig(steps=3, lr=1e-2, warmup=1, log_every=1, amp=amp)
+        stream = lambda: WindowStream(tmp_path / "d.parquet", n=32, batch_size=4, epochs=1, seed=1)
+        return train(Tiny(), stream, recording_loss, tmp_path / out, cfg)
+
+    go("on", "on")
+    assert seen and set(seen) == {torch.bfloat16}
+    seen.clear()
+    go("cuda", "default")  # the default: bfloat16 on a GPU only
+    assert set(seen) == {torch.float32}
+    with pytest.raises(StarcurveError, match="amp="):
+        go("fast", "bad")

@@ -132,6 +132,7 @@ def test_pretrain_command(lc_file, tmp_path):
     assert res.exit_code == 0, res.output
     meta = json.loads((out / "config.json").read_text())["meta"]
     assert meta["excluded_ids"] == 2 and meta["task"] == "pretrain"
+    assert meta["train"]["amp"] == "cuda"  # --bf16 auto: bfloat16 on a GPU only
     val = (out / "val.csv").read_text().splitlines()
     assert len(val) == 3 and val[0].startswith("eval,rmse_probed,rmse_hidden")
     res = r.invoke(pretrain_cmd, args)  # same folder without --resume: refused
@@ -147,6 +148,10 @@ def test_pretrain_command(lc_file, tmp_path):
         "2",
         "3",
     ]  # steps 2, 4, 6: the row logged after the checkpoint is not kept twice
+    res = r.invoke(pretrain_cmd, [*args[:5], str(tmp_path / "run_bf16"), *args[6:], "--bf16", "on"])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((tmp_path / "run_bf16" / "config.json").read_text())["meta"]
+    assert meta["train"]["amp"] == "on"
     ids.write_text("\n".join(f"s{i}" for i in range(24)))  # everything excluded: a clear error
     res = r.invoke(pretrain_cmd, [*args[:5], str(tmp_path / "run2"), *args[6:]])
     assert isinstance(res.exception, StarcurveError), res.output

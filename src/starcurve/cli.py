@@ -88,6 +88,12 @@ class Columns(click.ParamType):
             ) from None
 
 
+bf16_option = click.option(
+    "--bf16", is_flag=True,
+    help="Encoder forward passes in bfloat16 (1.6x on CPUs with AMX; slower elsewhere).",
+)  # fmt: skip
+
+
 def dask_options(f):
     """``--chunk-rows``, ``--workers``, ``--threads``, ``--scheduler``: how a per-partition command
     (``starcurve.parts``) cuts its input and where it runs (docs/scale.md)."""
@@ -102,6 +108,7 @@ def dask_options(f):
                      help="Threads per Dask worker [default: 1], or of this process when it runs "
                           "alone [default: every core]."),
         click.option("--scheduler", default=None, help="Address of a running Dask scheduler."),
+        bf16_option,
     ]  # fmt: skip
     for option in reversed(options):
         f = option(f)

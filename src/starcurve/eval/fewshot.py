@@ -41,7 +41,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
-from starcurve.cli import OUTPUT_DIR, band_option, data_option, output_option, seed_option
+from starcurve.cli import (
+    OUTPUT_DIR,
+    band_option,
+    bf16_option,
+    data_option,
+    output_option,
+    seed_option,
+)
 from starcurve.data import io
 from starcurve.data import schema as S
 from starcurve.data.clean import clean
@@ -370,10 +377,13 @@ def model_id(model: str | Path | None) -> str:
 def _vectors(t, data: FS1Data, ctx: Context) -> tuple[np.ndarray, dict]:
     """Vectors of every object by the transformer ``t`` (on the clean FS-1 table: no second
     cleaning), cached in ``ctx.out`` so a killed run resumes."""
+    from starcurve.models.hub import bf16_enabled
+
     table = data.multi if data.multi is not None else data.table
     name, info = t.fit().describe(table)  # "embed" / "forest" (or a test's name), what to record
     key = {"vectoriser": name, "ids": _hash(data.ids), "band": data.band}
     key.update({"model": model_id(ctx.model), "layers": ctx.layers} if name == "embed" else {})
+    key.update({"bf16": True} if name == "embed" and bf16_enabled() else {})
     key.update({"features": ctx.features} if name == "forest" else {})
     path, meta_path = ctx.out / f"vectors_{name}.npy", ctx.out / f"vectors_{name}.json"
     if path.exists() and meta_path.exists():
@@ -480,11 +490,13 @@ def run(
     fs1 = data if isinstance(data, FS1Data) else prepare(data, band)
     ctx = Context(out=out, model=model, features=features, progress=progress, layers=layers)
     y_test = fs1.labels[fs1.test]
+    from starcurve.models.hub import bf16_enabled
 
     header = {
         "dataset": fs1.dataset, "band": fs1.band, "method": method, "model": model,
         "features": features, "layers": layers, "seed": seed, "shuffle_labels": shuffle_labels,
         "test": _hash(fs1.ids[fs1.test]), "train_order": "table",
+        **({"bf16": True} if bf16_enabled() else {}),
     }  # fmt: skip
     cells_path = out / "cells.json"
     cells = {}
@@ -666,10 +678,15 @@ def versions(info: dict) -> dict:
     help="Embedding readout for embed/hybrid [default: the model's].",
 )
 @click.option("--shuffle-labels", is_flag=True, help="Negative control: must score at chance.")
+@bf16_option
 def benchmark_cmd(
-    data, band, all_bands, method, model, output, ns, folds, seed, features, layers, shuffle_labels
-):
+    data, band, all_bands, method, model, output, ns, folds, seed, features, layers, shuffle_labels,
+    bf16,
+):  # fmt: skip
     """Score METHOD on a labeled file with the FS-1 protocol (see BENCHMARK.md)."""
+    from starcurve.models.hub import use_bf16
+
+    use_bf16(bf16)
     if len(data) != 1:
         raise StarcurveError("--data: FS-1 scores one labeled file at a time")
     data_path, out_dir = data[0], output
@@ -687,7 +704,7 @@ def benchmark_cmd(
         + f" --output {q(out_dir)} --n {ns} --folds {folds} --seed {seed}"
         + (f" --features {features}" if features != "auto" else "")
         + (f" --layers {layers}" if layers else "")
-        + (" --shuffle-labels" if shuffle_labels else "")
+        + (" --shuffle-labels" if shuffle_labels else "") + (" --bf16" if bf16 else "")
     )  # fmt: skip
     if all_bands and band:  # only these bands of each object
         from starcurve.data.io import read

@@ -136,11 +136,14 @@ class PredictJob:
     columns: dict | None = None
     min_obs: int = MIN_OBS
     threads: int = 1
+    bf16: bool = False
 
     def __call__(self, part) -> tuple[pa.Table, dict]:
         from starcurve.data.io import read_partition
+        from starcurve.models.hub import use_bf16
 
         torch.set_num_threads(self.threads)
+        use_bf16(self.bf16)
         table = read_partition(part, band=self.band, columns=self.columns)
         out = prediction_table(load_predictor(self.model), table, self.min_obs)
         why = out.column("skip_reason").to_pylist()
@@ -208,19 +211,23 @@ def run_predict(
     workers,
     threads,
     scheduler,
+    bf16,
 ) -> None:
     from starcurve.data.io import partitions, read_parquet, write_parquet
+    from starcurve.models.hub import use_bf16
     from starcurve.parts import run, threads_for
 
     parts = partitions(input_path, rows=chunk_rows, columns=columns)  # opens the input
     threads = threads_for(len(parts), workers, scheduler, threads)
     torch.set_num_threads(threads)
+    use_bf16(bf16)
     predictor = load_predictor(model)
     output = Path(output)
     rows = output if per_band else output.with_name(output.name + ".per_band.parquet")
     setup = {"model": str(model or "default"), "input": str(input_path), "band": band,
-             "min_obs": min_obs, "chunk_rows": chunk_rows, **({"columns": columns} if columns else {})}  # fmt: skip
-    summary = run(PredictJob(model, band, columns, min_obs, threads), parts, rows, setup,
+             "min_obs": min_obs, "chunk_rows": chunk_rows, **({"columns": columns} if columns else {}),
+             **({"bf16": True} if bf16 else {})}  # fmt: skip
+    summary = run(PredictJob(model, band, columns, min_obs, threads, bf16), parts, rows, setup,
                   workers=workers, threads=threads, scheduler=scheduler, desc="predict",
                   nothing=f"{input_path}: no light curves" + (f" in band {band}" if band else ""))  # fmt: skip
     out = read_parquet(rows)
@@ -245,6 +252,7 @@ def run_update(
     workers,
     threads,
     scheduler,
+    bf16,
 ) -> None:
     """``predict --state``: new observations added to the stored per-object states of an RNN."""
     from starcurve.data.io import partitions, read_partition, write_parquet
