@@ -42,6 +42,7 @@ from encoder_speed import embed_speed, flops_per_window, synthetic_windows
 
 from starcurve.data.io import partitions
 from starcurve.data.simulate import write_shards
+from starcurve.data.windows import BATCH
 from starcurve.files import atomic_json
 from starcurve.models.hub import EmbedJob, load_model
 from starcurve.parts import run
@@ -249,7 +250,7 @@ def matmul_gflops(dtype, n: int = 1024, seconds: float = 1.0, repeats: int = 3) 
 
 
 def section_roofline(args, res: dict, tmp: Path) -> None:
-    model = load_model().encoder
+    model = load_model(args.roofline_model).encoder
     w = synthetic_windows(args.windows)
     gflop = flops_per_window(model.config) / 1e9
     out = {"threads": torch.get_num_threads(), "gflop_per_window": round(gflop, 3),
@@ -260,18 +261,21 @@ def section_roofline(args, res: dict, tmp: Path) -> None:
     ):
         peak = matmul_gflops(dtype)
         sub = w if not bf16 else {k: v[: max(args.windows // 4, 16)] for k, v in w.items()}
-        wps, vec = embed_speed(model, sub, 256, bf16=bf16)
+        wps, vec = embed_speed(model, sub, BATCH, bf16=bf16)  # the batch size embed uses
         out[name] = {"matmul_gflops": round(peak, 1), "windows_per_s": round(wps, 1),
                      "encoder_gflops": round(wps * gflop, 1),
                      "fraction_of_matmul": round(wps * gflop / peak, 3)}  # fmt: skip
         if bf16:
-            ref = embed_speed(model, sub, 256, repeats=1)[1]
+            ref = embed_speed(model, sub, BATCH, repeats=1)[1]
             out[name]["max_abs_diff_vs_float32"] = float(np.abs(vec - ref).max())
         print("roofline", name, out[name], flush=True)
     out["bfloat16_over_float32_windows"] = round(
         out["bfloat16"]["windows_per_s"] / out["float32"]["windows_per_s"], 3
     )
-    res["roofline"] = out
+    out["model"] = args.roofline_model or f"shipped {model.config.name}"
+    res[
+        "roofline" if args.roofline_model is None else f"roofline_{Path(args.roofline_model).name}"
+    ] = out
 
 
 def main() -> None:
@@ -283,6 +287,7 @@ def main() -> None:
     p.add_argument("--memory-sizes", default="2000,10000,100000")
     p.add_argument("--memory-obs", type=int, default=60)
     p.add_argument("--memory-model", default=None, help="model folder for --sections memory")
+    p.add_argument("--roofline-model", default=None, help="model folder for --sections roofline")
     p.add_argument("--kill-n", type=int, default=2000)
     p.add_argument("--kill-chunk", type=int, default=100)
     p.add_argument("--kill-obs", type=int, default=None, help="n_obs of the kill test's sims")
