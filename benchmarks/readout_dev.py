@@ -170,6 +170,25 @@ def main() -> None:
 
         return make
 
+    def mean_of_two(d: int):
+        """The protocol's forest on the features (columns d:) and its MLP on the embedding
+        (columns :d), their class probabilities averaged: nothing tuned."""
+
+        class MeanOfTwo:
+            def __init__(self, seed):
+                self.forest, self.mlp = fs.PROBES["forest"](seed), fs.PROBES["mlp"](seed)
+
+            def fit(self, X, y):
+                self.forest.fit(X[:, d:], y)
+                self.mlp.fit(X[:, :d], y)
+                return self
+
+            def predict(self, X):
+                p = self.forest.predict_proba(X[:, d:]) + self.mlp.predict_proba(X[:, :d])
+                return self.forest.classes_[p.argmax(1)]
+
+        return MeanOfTwo
+
     Z = readout(X)
     for section in args.sections.split(","):
         if section == "embed":  # the model's own readout: to compare models without the test set
@@ -193,6 +212,9 @@ def main() -> None:
                     np.hstack([Z, F]),
                     pca_forest(k, Z.shape[1]),
                 )
+        elif section == "ensemble":  # features + forest and embed + MLP, probabilities averaged
+            cell("ensemble: forest(features) + MLP(embed), mean probability",
+                 np.hstack([Z, F]), mean_of_two(Z.shape[1]))  # fmt: skip
         elif section == "bf16":
             t0 = time.perf_counter()
             use_bf16(True)
