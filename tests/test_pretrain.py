@@ -142,6 +142,8 @@ def test_pretrain_command(lc_file, tmp_path):
     res = r.invoke(pretrain_cmd, [*args[:7], "6", *args[8:], "--resume"])
     assert res.exit_code == 0, res.output
     assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 6
+    meta = json.loads((out / "config.json").read_text())["meta"]
+    assert meta["train"]["steps"] == 6 and len(meta["resumed"]) == 1  # the settings in effect
     evals = [row.split(",")[0] for row in (out / "val.csv").read_text().splitlines()[1:]]
     assert evals == [
         "1",

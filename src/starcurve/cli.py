@@ -90,7 +90,8 @@ class Columns(click.ParamType):
 
 bf16_option = click.option(
     "--bf16", is_flag=True,
-    help="Encoder forward passes in bfloat16 (1.6x on CPUs with AMX; slower elsewhere).",
+    help="Encoder forward passes in bfloat16: about 1.3x for the shipped model on CPUs with AMX, "
+         "slower on CPUs without (docs/encoder.md).",
 )  # fmt: skip
 
 

@@ -490,7 +490,7 @@ def run(
     fs1 = data if isinstance(data, FS1Data) else prepare(data, band)
     ctx = Context(out=out, model=model, features=features, progress=progress, layers=layers)
     y_test = fs1.labels[fs1.test]
-    from starcurve.models.hub import bf16_enabled
+    from starcurve.models.hub import bf16_enabled  # (torch only when a model is needed)
 
     header = {
         "dataset": fs1.dataset, "band": fs1.band, "method": method, "model": model,

@@ -314,6 +314,8 @@ def run(
         if resume and (out / "config.json").exists():  # keep how the run was started
             first = read_folder(out, weights=False).meta
             first.setdefault("resumed", []).append((meta or {}).get("command"))
+            if meta and "train" in meta:  # the settings in effect now (--steps may have changed)
+                first["train"] = meta["train"]
             meta = first
         save_folder(out, "encoder", cfg.to_dict(), None, meta)  # the weights come at the end
     if tcfg.steps == 0:
