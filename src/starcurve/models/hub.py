@@ -91,8 +91,8 @@ def use_bf16(on: bool) -> None:
     """Run every encoder forward pass of this process under bfloat16 autocast (``--bf16``).
 
     It pays where the CPU multiplies bfloat16 in hardware (AMX): the shipped model's network is
-    1.6x faster there and FS-1 scores move by less than their fold-to-fold spread
-    (docs/encoder.md); elsewhere bfloat16 is emulated and slower. Off by default, so that
+    1.6x faster there and development-split F1 scores move by at most 0.007 (docs/encoder.md);
+    elsewhere bfloat16 is emulated and slower. Off by default, so that
     embeddings do not depend on the machine's instruction set."""
     _BF16[0] = bool(on)
 
