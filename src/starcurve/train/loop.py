@@ -1,8 +1,8 @@
 """One training loop for every neural model (encoder pretraining, fine-tuning, RNN, CNN).
 
-Plain PyTorch: AdamW/Adam with linear warm-up, gradient clipping, bfloat16 autocast on GPU, DDP
-when launched by ``torchrun`` (gloo on CPU, nccl on GPU), a tqdm bar, a CSV log and periodic
-checkpoints. Checkpoints are safetensors + JSON only (model, optimizer moments, RNG state), so
+Plain PyTorch: AdamW/Adam with linear warm-up, gradient clipping, bfloat16 autocast (on GPU; on any
+device with ``amp="on"``), DDP when launched by ``torchrun`` (gloo on CPU, nccl on GPU), a tqdm bar,
+a CSV log and periodic checkpoints. Checkpoints are safetensors + JSON only (model, optimizer moments, RNG state), so
 resuming never unpickles anything. ``resume=True`` restores the last checkpoint and skips the batches
 already consumed, so an interrupted run continues exactly as if it had not stopped.
 """
@@ -30,12 +30,6 @@ from starcurve.errors import StarcurveError
 from starcurve.files import atomic_json, atomic_safetensors, atomic_write
 
 AMP = ("cuda", "on", "off")
-
-
-def bf16_pays() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX tiles): there bfloat16
-    autocast is several times faster than float32; elsewhere it is emulated and slower."""
-    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 @dataclass
