@@ -2,8 +2,8 @@
 
 Plain PyTorch: AdamW/Adam with linear warm-up, gradient clipping, bfloat16 autocast (on GPU; on any
 device with ``amp="on"``), DDP when launched by ``torchrun`` (gloo on CPU, nccl on GPU), a tqdm bar,
-a CSV log and periodic checkpoints. Checkpoints are safetensors + JSON only (model, optimizer moments, RNG state), so
-resuming never unpickles anything. ``resume=True`` restores the last checkpoint and skips the batches
+a CSV log and periodic checkpoints. Checkpoints are safetensors + JSON only (model, optimizer
+moments, RNG state), so resuming never unpickles anything. ``resume=True`` restores the last checkpoint and skips the batches
 already consumed, so an interrupted run continues exactly as if it had not stopped.
 """
 
