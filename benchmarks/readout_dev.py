@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def main() -> None:
     res.update(
         dataset=data.dataset, band=args.band, model=args.model or "shipped",
         dev_test_objects=len(dev_test), dev_pool_objects=int(sum(map(len, dev_pool.values()))),
-        machine=fs.machine(), command="python " + " ".join(__import__("sys").argv),
+        machine=fs.machine(), command="python " + " ".join(sys.argv),
     )  # fmt: skip
     scores = res.setdefault("scores", {})
 

@@ -3,8 +3,9 @@
 Plain PyTorch: AdamW/Adam with linear warm-up, gradient clipping, bfloat16 autocast (on GPU; on any
 device with ``amp="on"``), DDP when launched by ``torchrun`` (gloo on CPU, nccl on GPU), a tqdm bar,
 a CSV log and periodic checkpoints. Checkpoints are safetensors + JSON only (model, optimizer
-moments, RNG state), so resuming never unpickles anything. ``resume=True`` restores the last checkpoint and skips the batches
-already consumed, so an interrupted run continues exactly as if it had not stopped.
+moments, RNG state), so resuming never unpickles anything. ``resume=True`` restores the last
+checkpoint and skips the batches already consumed, so an interrupted run continues exactly as if it
+had not stopped.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class TrainConfig:
     ckpt_every: int = 200
     eval_every: int = 0  # 0: no evaluation / early stopping
     patience: int = 0  # evaluations without improvement before stopping (0: never stop early)
-    # bfloat16 autocast: "cuda" (on a GPU only), "on" (any device: pays on CPUs with AMX), "off"
+    # bfloat16 autocast: "cuda" (on a GPU only), "on" (any device; small models train slower in
+    # bfloat16 even on CPUs with AMX: docs/encoder.md), "off"
     amp: str = "cuda"
     seed: int = 0
 
