@@ -69,8 +69,9 @@ def main() -> None:
     write_parquet(val, out / "val" / "part-00000.parquet")
     dest = Path(args.ids_out)
     dest.mkdir(parents=True, exist_ok=True)
-    with gzip.open(dest / "training_objects.txt.gz", "wt") as f:
-        f.write("\n".join(sorted(set(train.column(S.ID).to_pylist()))) + "\n")
+    ids_text = "\n".join(sorted(set(train.column(S.ID).to_pylist()))) + "\n"
+    # mtime=0: the same set gives the same bytes (a rebuild leaves the shipped file unchanged)
+    (dest / "training_objects.txt.gz").write_bytes(gzip.compress(ids_text.encode(), mtime=0))
     excluded.update(
         train_rows=train.num_rows, val_rows=val.num_rows, train_objects=len(ids) - len(val_ids)
     )

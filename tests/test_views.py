@@ -92,6 +92,27 @@ def test_random_fold_subsets_for_training():
     assert not np.array_equal(a.mag, b.mag)
 
 
+def test_several_fold_windows_per_long_light_curve_share_no_point():
+    # rows of 450, 230 and 80 points: 4, 2 and 1 windows of (at most) 100 points with max_windows=4
+    table = pa.concat_tables(
+        [periodic_table(n=n, periods_=[2.7], ids=[f"n{n}"]) for n in (450, 230, 80)]
+    )
+    p = periods(table, backend="numpy")
+    one = fold_windows(table, p.freq, 1, n=100)
+    w = fold_windows(table, p.freq, 1, n=100, max_windows=4)
+    assert w.row.tolist() == [0, 0, 0, 0, 1, 1, 2]
+    assert w.mask.sum(1).tolist() == [100, 100, 100, 100, 100, 100, 80]
+    assert np.array_equal(w.mag[-1], one.mag[-1])  # a short row is unchanged
+    # each window of the 450-point row holds a different set of its points (errors number them)
+    t, m = (S.flat(table.slice(0, 1), c)[0] for c in (S.TIME, S.MAG))
+    numbered = from_arrays([t], [m], [0.01 + 1e-4 * np.arange(450)], ids=["n450"], band="V")
+    w1 = fold_windows(numbered, p.freq[:1], 1, n=100, max_windows=4)
+    seen = [set(np.round((w1.err[i, w1.mask[i]] - 0.01) / 1e-4).astype(int)) for i in range(4)]
+    assert sum(map(len, seen)) == 400 and len(set().union(*seen)) == 400
+    bright = (w.mag[:4] < -0.3) & w.mask[:4]
+    assert np.median(np.minimum(w.time[:4][bright], 1 - w.time[:4][bright])) < 0.08
+
+
 def test_periods_cache_is_keyed_by_content(tmp_path):
     table = periodic_table(n=80)
     a = cached_periods(table, tmp_path, backend="numpy")

@@ -187,12 +187,16 @@ def _refine(table: pa.Table, f0: np.ndarray, step: float, n: int = 16, rounds: i
 
 def fold_windows(
     table: pa.Table, freq: np.ndarray, mult: int, n: int = 100, rng: np.random.Generator | None = None,
+    max_windows: int = 1,
 ) -> Windows:  # fmt: skip
-    """One window per row: the light curve folded at ``mult / freq`` days, ``time`` = phase (0..1).
+    """Windows of each row folded at ``mult / freq`` days, ``time`` = phase (0..1).
 
     A row of L > n points keeps n of them: evenly spread in time order (every L/n-th point), or with
-    ``rng`` a random n (training). Points are sorted by phase; magnitudes are minus the window's mean,
-    as ``windows`` gives them. The phase is aligned as the module docstring says.
+    ``rng`` a random n (training, one window per row). Without ``rng``, ``max_windows`` > 1 gives a
+    row of L points min(L // n, max_windows) windows, the row's points dealt to them in turn (each
+    spans the whole light curve, none shares a point), each thinned evenly to n; ``row`` says whose
+    they are. Points are sorted by phase; magnitudes are minus the window's mean, as ``windows``
+    gives them. The phase is aligned as the module docstring says.
     """
     t, off = S.flat(table, S.TIME)
     m = S.flat(table, S.MAG)[0].astype(np.float64)
@@ -201,25 +205,33 @@ def fold_windows(
     rows = S.row_index(off)
     lens = np.diff(off)
     rank = np.arange(len(t)) - off[:-1][rows]
+    k = np.ones(B, np.int64)  # windows per row
     if rng is not None:  # a random order of each row's points
         rank = np.argsort(np.lexsort((rng.random(len(t)), rows)), kind="stable") - off[:-1][rows]
         keep = rank < n
-    else:  # point r is kept when floor(r n / L) steps up: n points evenly spread (all when L <= n)
-        L = lens[rows]
-        keep = ((rank + 1) * n) // L > (rank * n) // L
-    t, m, e, rows = t[keep], m[keep], e[keep], rows[keep]
-    first = np.concatenate([[0], np.cumsum(np.minimum(lens, n))[:-1]])
-    phase = np.mod((t - t[first][rows] if len(t) else t) * (freq[rows] / mult), 1.0)
-    phase = _align(phase, m, rows, B, faint=mult == 2)
-    order = np.lexsort((phase, rows))
-    count = np.bincount(rows, minlength=B)
+        win = rows
+    else:  # point r of window j is kept when floor(r n / L_j) steps up: n evenly spread points
+        k = np.clip(lens // n, 1, max(int(max_windows), 1))
+        kr = k[rows]
+        sub, r = rank % kr, rank // kr
+        L = (lens[rows] - sub + kr - 1) // kr  # points dealt to this point's window
+        keep = ((r + 1) * n) // L > (r * n) // L
+        win = (np.cumsum(k) - k)[rows] + sub
+    t, m, e, win = t[keep], m[keep], e[keep], win[keep]
+    W, owner = int(k.sum()), np.repeat(np.arange(B), k)
+    t0 = np.full(W, np.inf)
+    np.minimum.at(t0, win, t)  # the window's first time (points are in time order)
+    phase = np.mod((t - t0[win]) * (freq[owner][win] / mult), 1.0)
+    phase = _align(phase, m, win, W, faint=mult == 2)
+    order = np.lexsort((phase, win))
+    count = np.bincount(win, minlength=W)
     start = np.concatenate([[0], np.cumsum(count)[:-1]])
     tw, mask = S.padded(phase[order], start, count, n, np.float32)
     mw, _ = S.padded(m[order], start, count, n, np.float64)
     ew, _ = S.padded(e[order], start, count, n, np.float32)
     m_mean = mw.sum(1) / np.maximum(count, 1)
     mw = np.where(mask, mw - m_mean[:, None], 0.0)
-    return Windows(tw, mw.astype(np.float32), ew, mask, np.arange(B), np.zeros(B), m_mean)
+    return Windows(tw, mw.astype(np.float32), ew, mask, owner, np.zeros(W), m_mean)
 
 
 def _align(phase: np.ndarray, m: np.ndarray, rows: np.ndarray, B: int, faint: bool) -> np.ndarray:
@@ -247,13 +259,14 @@ def pgram_windows(p: Periods) -> Windows:
 
 def view_windows(
     table: pa.Table, p: Periods, view: str, *, window: int = 200, fold_window: int = 100,
-    rng: np.random.Generator | None = None,
+    rng: np.random.Generator | None = None, fold_windows_max: int = 1,
 ) -> Windows:  # fmt: skip
-    """Windows of one view: every window of every row, or with ``rng`` one random window per row."""
+    """Windows of one view: every window of every row (folds: up to ``fold_windows_max`` per row),
+    or with ``rng`` one random window per row."""
     if view == "raw":
         return windows(table, window, mode="random" if rng is not None else "consecutive", rng=rng)
     if view in ("fold1", "fold2"):
-        return fold_windows(table, p.freq, int(view[-1]), fold_window, rng)
+        return fold_windows(table, p.freq, int(view[-1]), fold_window, rng, fold_windows_max)
     if view == "pgram":
         return pgram_windows(p)
     raise ValueError(f"unknown view {view!r}")

@@ -73,6 +73,7 @@ class EncoderConfig:
     layer_weights: list[float] | None = None  # logits for layers="weighted" (None: uniform)
     views: list[str] = field(default_factory=lambda: ["raw"])  # raw | fold1 | fold2 | pgram
     fold_window: int = 100  # points per folded window
+    fold_windows_max: int = 1  # embedding: at most this many folded windows per light curve
     n_bins: int = 64  # periodogram bins (pgram view)
     bands: list[str] = field(default_factory=list)  # band vocabulary of the band embedding
     contrast: float = 0.0  # weight of the cross-view contrastive loss (> 0: learned layer weights)
@@ -170,6 +171,7 @@ CONFIGS = {
         views=["raw", "fold1", "fold2", "pgram"],
         bands=list(BANDS),
         template=32,
+        fold_windows_max=8,
     ),
 }
 

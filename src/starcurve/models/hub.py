@@ -236,7 +236,8 @@ class Model:
         ctx, band = p.context(), band_index(table, cfg.bands)
         parts = []
         for view in cfg.views:
-            w = view_windows(table, p, view, window=cfg.window, fold_window=cfg.fold_window)
+            w = view_windows(table, p, view, window=cfg.window, fold_window=cfg.fold_window,
+                             fold_windows_max=cfg.fold_windows_max)  # fmt: skip
             vec = self.window_vectors(
                 w,
                 layers=layers,
