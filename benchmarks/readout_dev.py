@@ -216,6 +216,9 @@ def main() -> None:
         elif section == "ensemble":  # features + forest and embed + MLP, probabilities averaged
             cell("ensemble: forest(features) + MLP(embed), mean probability",
                  np.hstack([Z, F]), mean_of_two(Z.shape[1]))  # fmt: skip
+        elif section == "stack":  # FS-1's hybrid-stack pipeline
+            cell("stack: forest(features + out-of-fold MLP(embed) probabilities)",
+                 np.hstack([Z, F]), lambda seed: fs.make_probe("stack", seed, Z.shape[1]))  # fmt: skip
         elif section == "bf16":
             t0 = time.perf_counter()
             use_bf16(True)

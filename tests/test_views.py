@@ -8,6 +8,7 @@ import torch
 from starcurve.data import schema as S
 from starcurve.data.io import from_arrays
 from starcurve.data.views import band_index, cached_periods, fold_windows, periods
+from starcurve.errors import StarcurveError
 from starcurve.eval import fewshot as fs
 from starcurve.models import hub
 from starcurve.models.encoder import EncoderConfig, build, get_config
@@ -283,7 +284,7 @@ def test_hybrid_methods_join_embeddings_and_features(monkeypatch, tmp_path):
 
     monkeypatch.setattr(fs, "embedder", lambda ctx: Fixed("embed", 3, 1.0))
     monkeypatch.setattr(fs, "features", lambda ctx: Fixed("forest", 2, 0.0))
-    for name in ("hybrid", "hybrid-forest"):
+    for name in ("hybrid", "hybrid-forest", "hybrid-stack"):
         (tmp_path / name).mkdir()
         X, info, _ = fs._method_vectors(fs.METHODS[name], data, fs.Context(out=tmp_path / name))
         assert X.shape == (4, 5) and info["embedding_dims"] == 3
@@ -291,3 +292,28 @@ def test_hybrid_methods_join_embeddings_and_features(monkeypatch, tmp_path):
     assert (
         fs.method_label("hybrid-forest", {"embed": {"model": "m"}}) == "hybrid (m) + random forest"
     )
+
+
+def test_stacked_probe_reads_the_embedding_through_out_of_fold_probabilities():
+    """hybrid-stack: the forest sees the features plus the MLP's class probabilities. Here only the
+    embedding separates the classes (the features are noise), so the stack must learn them from
+    the probability columns."""
+    rng = np.random.default_rng(0)
+
+    def objects(n_per_class):  # 16 embedding columns (5 per class shifted), 4 noise features
+        y = np.repeat(np.array(["A", "B", "C"]), n_per_class)
+        shift = np.zeros((len(y), 16))
+        for k, c in enumerate("ABC"):
+            shift[y == c, 5 * k : 5 * k + 5] = 3.0
+        return np.hstack([rng.normal(size=(len(y), 16)) + shift, rng.normal(size=(len(y), 4))]), y
+
+    X, y = objects(20)
+    probe = fs.make_probe("stack", 0, embedding_dims=16).fit(X, y)
+    assert list(probe.classes_) == ["A", "B", "C"]
+    Xt, yt = objects(10)
+    assert (probe.predict(Xt) == yt).mean() > 0.9
+    np.testing.assert_allclose(probe.predict_proba(Xt).sum(1), 1.0)
+    # the forest's inputs: 4 features + 3 probabilities, not the 16 embedding columns
+    assert probe.forest_.pipeline_[-1].n_features_in_ == 7
+    with pytest.raises(StarcurveError, match="at least 2 training objects"):
+        fs.make_probe("stack", 0, embedding_dims=16).fit(X[:41], y[:41])

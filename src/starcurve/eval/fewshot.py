@@ -39,6 +39,7 @@ import click
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from sklearn.base import BaseEstimator, ClassifierMixin
 from tqdm.auto import tqdm
 
 from starcurve.cli import (
@@ -292,23 +293,18 @@ register(
 register(
     Method("embed", "embeddings of --model + MLP probe", lambda c: [embedder(c)], embedding=True)
 )
-register(
-    Method(
-        "hybrid",
-        "embeddings joined with features + MLP probe",
-        lambda c: [embedder(c), features(c)],
-        embedding=True,
+for _name, _what, _probe in (
+    ("hybrid", "embeddings joined with features + MLP probe", "mlp"),
+    ("hybrid-forest", "embeddings joined with features + random forest", "forest"),
+    (
+        "hybrid-stack",
+        "features + out-of-fold MLP(embedding) probabilities + random forest",
+        "stack",
+    ),
+):
+    register(
+        Method(_name, _what, lambda c: [embedder(c), features(c)], probe=_probe, embedding=True)
     )
-)
-register(
-    Method(
-        "hybrid-forest",
-        "embeddings joined with features + random forest",
-        lambda c: [embedder(c), features(c)],
-        probe="forest",
-        embedding=True,
-    )
-)
 register(Method("rnn", "GRU on (dt, dm) trained on the training set", classifier=_network("rnn")))
 register(
     Method("cnn", "1-D CNN on (dt, dm) trained on the training set", classifier=_network("cnn"))
@@ -352,7 +348,59 @@ def _make_mlp(seed: int):
     )
 
 
-PROBES: dict[str, Callable] = {"forest": _make_forest, "mlp": _make_mlp}
+class StackedProbe(ClassifierMixin, BaseEstimator):
+    """The named hybrid pipeline ``hybrid-stack`` (fixed on the pool's development split before any
+    FS-1 test score, ``docs/benchmarks.md``): the protocol's MLP on the embedding (the first
+    ``embedding_dims`` columns) gives out-of-fold class probabilities for the training objects (5
+    stratified folds, fewer when a class is smaller), and the protocol's forest is trained on the
+    features (the other columns) joined with them. At prediction the MLP refitted on the whole
+    training set supplies the probabilities. The forest thus gets a few columns that summarise the
+    embedding, instead of hundreds that crowd the features out of its random feature choices.
+    """
+
+    def __init__(self, embedding_dims: int, random_state: int = 0, inner_folds: int = 5):
+        self.embedding_dims, self.random_state, self.inner_folds = (
+            embedding_dims, random_state, inner_folds,
+        )  # fmt: skip
+
+    def _joined(self, X: np.ndarray, P: np.ndarray) -> np.ndarray:
+        return np.hstack([X[:, self.embedding_dims :], P])
+
+    def fit(self, X, y):
+        from sklearn.model_selection import StratifiedKFold
+
+        X, y = np.asarray(X), np.asarray(y)
+        d, seed = self.embedding_dims, self.random_state
+        self.classes_, counts = np.unique(y, return_counts=True)
+        k = int(min(self.inner_folds, counts.min()))
+        if k < 2:
+            raise StarcurveError("hybrid-stack needs at least 2 training objects of every class")
+        P = np.zeros((len(X), len(self.classes_)))
+        for tr, va in StratifiedKFold(k, shuffle=True, random_state=seed).split(X, y):
+            P[va] = _make_mlp(seed).fit(X[tr, :d], y[tr]).predict_proba(X[va, :d])
+        self.mlp_ = _make_mlp(seed).fit(X[:, :d], y)
+        self.forest_ = _make_forest(seed).fit(self._joined(X, P), y)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        X = np.asarray(X)
+        return self.forest_.predict_proba(
+            self._joined(X, self.mlp_.predict_proba(X[:, : self.embedding_dims]))
+        )
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+
+PROBES: dict[str, Callable] = {"forest": _make_forest, "mlp": _make_mlp, "stack": StackedProbe}
+
+
+def make_probe(name: str, seed: int, embedding_dims: int | None = None):
+    """A fresh probe of ``PROBES`` with random state ``seed`` (``stack`` also needs the number of
+    embedding columns at the front of the joined vector)."""
+    if name == "stack":
+        return StackedProbe(embedding_dims, random_state=seed)
+    return PROBES[name](seed)
 
 
 # ----------------------------------------------------------------------------- running
@@ -525,7 +573,7 @@ def run(
             y_train = np.random.default_rng(10_000 + f).permutation(y_train)
         cell: dict = {"n_train": len(rows)}
         if m.classifier is None:
-            probe = PROBES[m.probe](seed + f)
+            probe = make_probe(m.probe, seed + f, info.get("embedding_dims"))
             t0 = time.perf_counter()
             probe.fit(X[rows], y_train)
             pred = probe.predict(X[fs1.test])
@@ -600,9 +648,10 @@ def method_label(method: str, info: dict) -> str:
         return "features + random forest" + (
             " (numpy fallback features)" if info.get("backend") == "numpy" else ""
         )
-    if method in ("embed", "hybrid", "hybrid-forest"):
+    if method in ("embed", "hybrid", "hybrid-forest", "hybrid-stack"):
         model = info.get("model") or info.get("embed", {}).get("model", "default")
-        probe = "random forest" if method == "hybrid-forest" else "MLP"
+        probe = {"hybrid-forest": "random forest",
+                 "hybrid-stack": "random forest on features + out-of-fold MLP probabilities"}.get(method, "MLP")  # fmt: skip
         return f"{method.split('-')[0]} ({model}) + {probe}"
     return method
 
