@@ -1,9 +1,9 @@
 """Readouts, views and probes of an encoder compared on a development split of the FS-1 *pool*.
 
 FS-1 forbids choosing anything on its test set, so choices about the embedding (which layers, which
-views, bfloat16 or not) and about hybrid probes are scored here on the pool alone: for each class,
-the pool's sorted ids are permuted with ``numpy.random.default_rng(4321)`` and the first 30% are
-the development test set; training sets of n = 20 / 100 / 500 per class come from the rest with
+views, bfloat16 or not) and about hybrid probes are scored here on the pool alone
+(``fewshot.development``): for each class, the pool's sorted ids are permuted with
+``numpy.random.default_rng(4321)`` and the first 30% are the development test set; training sets of n = 20 / 100 / 500 per class come from the rest with
 FS-1's own rule (``default_rng(fold)``, folds 0-2) and the protocol's probes. The FS-1 test objects
 are never embedded.
 
@@ -36,7 +36,7 @@ from starcurve.files import atomic_json
 from starcurve.models.encoder import Encoder
 from starcurve.models.hub import load_model, use_bf16
 
-DEV_SEED, DEV_FRACTION, NS = 4321, 0.3, (20, 100, 500)
+NS = (20, 100, 500)
 
 
 class AllLayers:
@@ -57,17 +57,6 @@ class AllLayers:
         Encoder.pool = self.saved
 
 
-def dev_split(data: fs.FS1Data) -> tuple[np.ndarray, dict]:
-    test, pool = [], {}
-    for c in data.classes:
-        ids = data.pool[c]
-        perm = np.random.default_rng(DEV_SEED).permutation(len(ids))
-        k = int(np.ceil(DEV_FRACTION * len(ids)))
-        test.append(ids[perm[:k]])
-        pool[c] = np.sort(ids[perm[k:]])
-    return np.concatenate(test), pool
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -78,7 +67,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     data = fs.prepare(args.data, args.band)
-    dev_test, dev_pool = dev_split(data)
+    dev = fs.development(data)
+    dev_test, dev_pool = dev.ids[dev.test], dev.pool
     ids = np.concatenate([data.pool[c] for c in data.classes])
     rows = data.rows(ids)
     assert not data.test[rows].any()  # the FS-1 test set is never touched

@@ -323,3 +323,21 @@ def test_cli_benchmark_takes_n_all(toy_method, tmp_path):
     assert list(json.loads((out / "results.json").read_text())["results"]) == ["5", "all"]
     res = CliRunner().invoke(cli, args + ["--n", "5,most"])
     assert res.exit_code != 0 and "'all'" in str(res.exception)
+
+
+def test_development_split_holds_only_the_pool_and_runs_like_fs1(toy_method, tmp_path):
+    """``development``: the choices FS-1 forbids on its test set are scored on 30% of each class's
+    pool; no FS-1 test object is in it, it is the same every time, and ``run`` takes it."""
+    data = fs.prepare(toy(), "V")
+    dev = fs.development(data)
+    assert not set(dev.ids) & set(data.ids[data.test])
+    assert set(dev.ids) == {i for ids in data.pool.values() for i in ids}
+    for c in data.classes:
+        n_pool = len(data.pool[c])
+        held = dev.ids[dev.test & (dev.labels == c)]
+        assert len(held) == math.ceil(0.3 * n_pool)
+        assert not set(held) & set(dev.pool[c]) and len(held) + len(dev.pool[c]) == n_pool
+    again = fs.development(fs.prepare(toy(), "V"))
+    assert (again.ids[again.test] == dev.ids[dev.test]).all()
+    r = fs.run(dev, "V", toy_method, tmp_path, ns=[20], folds=1, progress=False, report=False)
+    assert r["results"]["20"]["n_train"] == [20 * len(dev.classes)]

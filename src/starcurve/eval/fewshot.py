@@ -32,7 +32,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import click
@@ -215,6 +215,34 @@ def test_object_ids(path, band: str) -> set[str]:
     """Ids of the FS-1 test objects of a labeled file (never pretrain or tune on these)."""
     data = prepare(path, band)
     return set(data.ids[data.test].tolist())
+
+
+DEV_SEED, DEV_FRACTION = 4321, 0.3
+
+
+def development(data: FS1Data) -> FS1Data:
+    """The development split of the *pool*, for choices FS-1 forbids making on its test set
+    (readouts, probes, training recipes): per class, the first 30% of the pool's sorted ids permuted
+    by ``default_rng(4321)`` are the development test set, the rest the development pool. The result
+    holds the pool's objects only (the FS-1 test objects are not in it) and runs through ``run`` like
+    any FS-1 dataset."""
+    test, pool = [], {}
+    for c in data.classes:
+        ids = data.pool[c]
+        perm = np.random.default_rng(DEV_SEED).permutation(len(ids))
+        k = int(np.ceil(DEV_FRACTION * len(ids)))
+        test.append(ids[perm[:k]])
+        pool[c] = np.sort(ids[perm[k:]])
+    rows = np.sort(data.rows(np.concatenate(list(data.pool.values()))))
+    ids = data.ids[rows]
+    multi = data.multi
+    if multi is not None:
+        multi = multi.filter(pc.is_in(multi.column(S.ID), pa.array(ids)))
+    return replace(
+        data, table=data.table.take(pa.array(rows)), ids=ids, labels=data.labels[rows],
+        test=np.isin(ids, np.concatenate(test)), pool=pool, dataset=f"{data.dataset}-dev",
+        test_source="development split of the pool", multi=multi,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- methods

@@ -1,0 +1,112 @@
+"""RNN / CNN training recipes scored on the development split of the FS-1 pool (issue 14).
+
+FS-1 forbids tuning on its test set, so recipes for the end-to-end networks are compared here on
+``fewshot.development`` (30% of each class's pool held out; the FS-1 test objects are never read by
+a model). Each variant is the FS-1 budget (``train.supervised.FS1_FIT`` / ``FS1_MODEL``) with a few
+fields changed, run through ``fewshot.run`` like any method. Variants are changes to the budget as it
+was until 2026-12-07 (``v1``: noise of one photometric error per batch, early stopping after 6
+evaluations, cap 3,000 RNN / 2,000 CNN steps); the budget since then is ``v1`` + ``no-noise`` +
+``patient``, chosen with this script.
+
+    OMP_NUM_THREADS=1 python benchmarks/supervised_dev.py --data ../shared/data/eros_lmc.parquet --band R \
+        --kind rnn --variants v1,no-noise,no-noise+patient --n all
+
+Writes benchmarks/results/supervised_dev_<dataset>_<band>_<kind>.json (variants merge into it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from starcurve.data.augment import AugmentConfig
+from starcurve.eval import fewshot as fs
+from starcurve.files import atomic_json
+from starcurve.train import supervised as sup
+
+V1_STEPS = {"rnn": 3000, "cnn": 2000}
+# name -> (FitConfig fields, AugmentConfig fields, model fields) changed from the v1 budget;
+# "a+b" applies both
+VARIANTS = {
+    "v1": ({}, {}, {}),
+    "no-noise": ({}, {"noise": 0.0}, {}),
+    "no-copies": ({}, {"target_factor": 1.0}, {}),
+    "gru64": ({}, {}, {"hidden": 64, "dense": 64}),
+    "patient": ({"patience": 20, "steps": 6000}, {}, {}),
+    "lr5e-4": ({"lr": 5e-4, "patience": 12, "steps": 6000}, {}, {}),
+    "half-noise": ({}, {"noise": 0.5}, {}),
+}
+
+
+def changes(variant: str) -> tuple[dict, dict, dict]:
+    parts = variant.split("+")
+    if variant != "forest" and not all(p in VARIANTS for p in parts):
+        raise SystemExit(f"unknown variant {variant!r}; combine {', '.join(VARIANTS)} with '+'")
+    return tuple({k: v for p in parts for k, v in VARIANTS.get(p, ({}, {}, {}))[i].items()}
+                 for i in range(3))  # fmt: skip
+
+
+def method(kind: str, variant: str) -> fs.Method:
+    fit_over, aug_over, model_over = changes(variant)
+
+    def make(ctx, seed, out_dir):
+        from starcurve.models.estimators import NetworkClassifier
+
+        base = sup.FS1_FIT[kind]
+        aug = replace(base.augment or AugmentConfig(), **{"noise": 1.0, **aug_over})
+        fit = {"patience": 6, "steps": V1_STEPS[kind], **fit_over}
+        return NetworkClassifier(
+            kind,
+            replace(base, seed=seed, augment=aug, **fit),
+            {**sup.FS1_MODEL[kind], **model_over},
+            out_dir=out_dir,
+            desc=f"{kind} {variant}",
+        )
+
+    return fs.Method(f"{kind}:{variant}", f"{kind}, v1 budget, variant {variant}", classifier=make)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--band", required=True)
+    ap.add_argument("--kind", choices=["rnn", "cnn"], default="rnn")
+    ap.add_argument("--variants", default="v1",
+                    help=f"comma list of {', '.join(VARIANTS)}; 'forest': the feature forest")  # fmt: skip
+    ap.add_argument("--n", default="all", help="comma list of n (20, 100, 500, all)")
+    ap.add_argument("--folds", type=int, default=1)
+    ap.add_argument("--runs", default="runs/supervised_dev")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    dev = fs.development(fs.prepare(args.data, args.band))
+    out_path = (
+        Path("benchmarks/results") / f"supervised_dev_{dev.dataset}_{args.band}_{args.kind}.json"
+    )
+    for v in args.variants.split(","):
+        changes(v)  # a bad name stops before any training
+    for v in args.variants.split(","):
+        name = "forest" if v == "forest" else fs.register(method(args.kind, v)).name
+        r = fs.run(dev, args.band, name, Path(args.runs) / f"{dev.dataset}_{args.kind}_{v}",
+                   ns=args.n, folds=args.folds, progress=False, report=False)  # fmt: skip
+        # read again just before writing: several runs may share the file
+        res = json.loads(out_path.read_text()) if out_path.exists() else {}
+        res.update(dataset=dev.dataset, band=args.band, kind=args.kind, machine=fs.machine(),
+                   dev_test_objects=int(dev.test.sum()))  # fmt: skip
+        res.setdefault("variants", {}).setdefault(v, {}).update({
+            "changes": list(changes(v)) if v != "forest" else "the feature forest, for reference",
+            **{n: {"command": "python " + " ".join(sys.argv),
+                   **{k: r["results"][n][k] for k in ("f1_mean", "f1_std", "acc_mean", "f1_folds")}}
+               for n in r["results"]},
+        })  # fmt: skip
+        print(v, {n: round(x["f1_mean"], 4) for n, x in r["results"].items()}, flush=True)
+        atomic_json(res, out_path)
+    print(f"wrote {out_path}")
+
+
+if __name__ == "__main__":
+    main()
