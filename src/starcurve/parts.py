@@ -203,9 +203,15 @@ def _compute(job, parts, todo, folder, workers, threads, scheduler, summary):
     if not todo:
         return
     if in_process(len(todo), workers, scheduler):
+        from threadpoolctl import threadpool_limits
+
         summary.cores = threads
-        for i in todo:
-            yield run_part(job, parts[i], i, str(folder))
+        # --threads bounds numpy's BLAS too (a Dask nanny starts its workers with OMP, MKL and
+        # OpenBLAS at one thread): BLAS sums depend on the thread count, and an in-process run with
+        # --threads 1 must give the very numbers a one-thread worker gives
+        with threadpool_limits(threads):
+            for i in todo:
+                yield run_part(job, parts[i], i, str(folder))
         return
     try:
         from dask.distributed import Client, LocalCluster, as_completed
