@@ -3,9 +3,9 @@
 FS-1 forbids choosing anything on its test set, so choices about the embedding (which layers, which
 views, bfloat16 or not) and about hybrid probes are scored here on the pool alone
 (``fewshot.development``): for each class, the pool's sorted ids are permuted with
-``numpy.random.default_rng(4321)`` and the first 30% are the development test set; training sets of n = 20 / 100 / 500 per class come from the rest with
-FS-1's own rule (``default_rng(fold)``, folds 0-2) and the protocol's probes. The FS-1 test objects
-are never embedded.
+``numpy.random.default_rng(4321)`` and the first 30% are the development test set; training sets
+of n = 20 / 100 / 500 per class come from the rest with FS-1's own rule (``default_rng(fold)``,
+folds 0-2) and the protocol's probes. The FS-1 test objects are never embedded.
 
     python benchmarks/readout_dev.py --data ../shared/data/eros_lmc.parquet --band R
     python benchmarks/readout_dev.py --data ../shared/data/asas_acvs.parquet --band V

@@ -269,7 +269,7 @@ class Method:
     help: str
     transformers: Callable | None = None  # ctx -> [transformer, ...] (vectors side by side)
     classifier: Callable | None = None  # (ctx, seed, out_dir) -> Predictor
-    probe: str = "mlp"  # for vectorisers: "forest" or "mlp" (or any name in PROBES)
+    probe: str = "mlp"  # for vectorisers: "forest", "mlp", "stack" (or any name in PROBES)
     embedding: bool = False  # draw a 2-D map of its test vectors
 
 
@@ -420,12 +420,12 @@ class StackedProbe(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(X).argmax(1)]
 
 
-PROBES: dict[str, Callable] = {"forest": _make_forest, "mlp": _make_mlp, "stack": StackedProbe}
+PROBES: dict[str, Callable] = {"forest": _make_forest, "mlp": _make_mlp}
 
 
 def make_probe(name: str, seed: int, embedding_dims: int | None = None):
-    """A fresh probe of ``PROBES`` with random state ``seed`` (``stack`` also needs the number of
-    embedding columns at the front of the joined vector)."""
+    """A fresh probe with random state ``seed``: a name in ``PROBES``, or ``stack`` (the
+    ``StackedProbe``, which also needs the number of embedding columns at the front of the vector)."""
     if name == "stack":
         return StackedProbe(embedding_dims, random_state=seed)
     return PROBES[name](seed)
@@ -678,8 +678,10 @@ def method_label(method: str, info: dict) -> str:
         )
     if method in ("embed", "hybrid", "hybrid-forest", "hybrid-stack"):
         model = info.get("model") or info.get("embed", {}).get("model", "default")
-        probe = {"hybrid-forest": "random forest",
-                 "hybrid-stack": "random forest on features + out-of-fold MLP probabilities"}.get(method, "MLP")  # fmt: skip
+        probe = {
+            "hybrid-forest": "random forest",
+            "hybrid-stack": "random forest on features + out-of-fold MLP probabilities",
+        }.get(method, "MLP")
         return f"{method.split('-')[0]} ({model}) + {probe}"
     return method
 

@@ -339,7 +339,7 @@ NONFINITE = "the model input or output is not finite (NaN or infinite); not clas
 # training sets are small (20-500 per class). Chosen on the development split of the pool
 # (benchmarks/supervised_dev.py, 2026-12-07): until then the budget also added noise of one
 # photometric error to every batch and stopped after 6 evaluations (cap 3,000 RNN / 2,000 CNN steps),
-# which cost 0.03-0.12 F1 (docs/supervised.md).
+# which cost 0.01-0.12 macro F1 per development cell (docs/supervised.md).
 _FS1_AUG = AugmentConfig(target_factor=6.0, noise=0.0)
 _FS1 = FitConfig(
     steps=6000,
