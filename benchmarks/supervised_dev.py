@@ -40,6 +40,11 @@ VARIANTS = {
     "patient": ({"patience": 20, "steps": 6000}, {}, {}),
     "lr5e-4": ({"lr": 5e-4, "patience": 12, "steps": 6000}, {}, {}),
     "half-noise": ({}, {"noise": 0.5}, {}),
+    # stage 1 on simulations of the training data's survey (FS-1 ``rnn-sim``: ``sim``), and longer
+    "sim": ({"pretrain_sim": sup.FS1_SIM}, {}, {}),
+    "sim4x": ({"pretrain_sim": replace(sup.FS1_SIM, n=4 * sup.FS1_SIM.n)}, {}, {}),
+    "context": ({}, {}, {"context": True}),  # mean magnitude and log10 mean error at the head
+    "sim10x": ({"pretrain_sim": replace(sup.FS1_SIM, n=10 * sup.FS1_SIM.n)}, {}, {}),
 }
 
 
@@ -98,7 +103,7 @@ def main() -> None:
         res.update(dataset=dev.dataset, band=args.band, kind=args.kind, machine=fs.machine(),
                    dev_test_objects=int(dev.test.sum()))  # fmt: skip
         res.setdefault("variants", {}).setdefault(v, {}).update({
-            "changes": list(changes(v)) if v != "forest" else "the feature forest, for reference",
+            "changes": json.loads(json.dumps(changes(v), default=vars)) if v != "forest" else "the feature forest, for reference",
             **{n: {"command": "python " + " ".join(sys.argv),
                    **{k: r["results"][n][k] for k in ("f1_mean", "f1_std", "acc_mean", "f1_folds")}}
                for n in r["results"]},

@@ -264,3 +264,75 @@ def test_rnn_survey_input(tmp_path):
     assert none.shape[2] == 2 * m.cfg.w + 2 and float(none[:, :, -2:].abs().sum()) == 0
     with pytest.raises(Exception, match="whole light curves only"):
         m.update(m.init_state(), ([1.0, 2.0], [14.0, 14.1]))
+
+
+def bright_faint(n_obj=120, seed=0):
+    """Two classes with the same variability and cadence that differ only in brightness (14 vs
+    17 mag) and hence in their errors: invisible in the differences, obvious in the context."""
+    rng = np.random.default_rng(seed)
+    labels = np.where(np.arange(n_obj) % 2 == 0, "bright", "faint")
+    lens = rng.integers(30, 90, n_obj)
+    base = np.where(labels == "bright", 14.0, 17.0)
+    times = [np.cumsum(rng.exponential(1.0, n)) for n in lens]
+    mags = [b + 0.2 * rng.standard_normal(n) for b, n in zip(base, lens)]
+    errs = [np.full(n, 0.01 if b < 15 else 0.1) for b, n in zip(base, lens)]
+    return from_arrays(
+        times, mags, errs, ids=[f"s{i}" for i in range(n_obj)], band="V", labels=labels.tolist()
+    )
+
+
+def test_context_input_is_mean_magnitude_and_log_mean_error():
+    from starcurve.data.deltas import context_input, context_stats
+
+    t = from_arrays([np.arange(4.0), np.arange(3.0)], [np.array([14.0, 15, 16, 15]),
+                    np.array([17.0, 17, 17])], [np.array([0.01, 0.03, 0.01, 0.03]),
+                    np.full(3, 0.1)])  # fmt: skip
+    c = context_input(t)
+    assert c.shape == (2, 2) and c.dtype == np.float32
+    assert np.allclose(c, [[15.0, np.log10(0.02)], [17.0, -1.0]], atol=1e-6)
+    mean, std = context_stats(t)
+    assert np.allclose(mean, c.mean(0)) and np.allclose(std, c.std(0))
+
+
+@pytest.mark.parametrize("kind", ["rnn", "cnn"])
+def test_context_lets_a_network_see_brightness(tmp_path, kind):
+    torch.set_num_threads(1)
+    train, test = bright_faint(120, seed=0), bright_faint(60, seed=1)
+    labels = np.array(train.column(S.LABEL).to_pylist(), object)
+    truth = np.array(test.column(S.LABEL).to_pylist())
+    cfg = sup.FitConfig(steps=60, batch_size=32, lr=3e-3, eval_every=20, patience=0)
+    acc = {}
+    for context in (False, True):
+        out = tmp_path / f"{kind}{context}"
+        m, _ = sup.fit(
+            kind, train, labels, out, cfg, model_options={**TINY[kind], "context": context}
+        )
+        proba, _ = sup.network_proba(m, test)
+        acc[context] = (np.array(m.cfg.classes)[proba.argmax(1)] == truth).mean()
+    assert acc[True] > 0.95 and acc[False] < 0.8, acc
+    back = load(out)  # the training set's context scaling is saved with the model
+    assert back.net_.cfg.context and back.net_.cfg.context_mean == m.cfg.context_mean
+    assert np.allclose(back.net_.cfg.context_mean, [15.5, -1.5], atol=0.1)
+    assert np.array_equal(back.predict_proba(test), sup.network_proba(m, test)[0])
+    inp = m.inputs(test)
+    with pytest.raises(Exception, match="context"):
+        m(inp["x"], inp["lengths"])  # a context model refuses to answer without it
+
+
+def test_streaming_with_context_equals_full_recomputation():
+    torch.manual_seed(2)
+    cfg = RNNConfig(classes=["a", "b"], hidden=8, dense=8, context=True,
+                    context_mean=[15.0, -1.7], context_std=[0.5, 0.3])  # fmt: skip
+    m = RNNClassifier(cfg).eval()
+    rng = np.random.default_rng(4)
+    t = np.cumsum(rng.exponential(1.0, 90))
+    mag = 15 + 0.3 * np.sin(t) + 0.05 * rng.standard_normal(90)
+    err = rng.uniform(0.01, 0.05, 90)
+    state, n = m.init_state(), 0
+    for k in (25, 1, 1, 13, 50):  # single points too: the context moves although no step is taken
+        state = m.update(state, (t[n : n + k], mag[n : n + k], err[n : n + k]))
+        n += k
+        full, _ = clean(from_arrays([t[:n]], [mag[:n]], [err[:n]]), min_obs=1)
+        assert np.allclose(state.proba, sup.network_proba(m, full)[0][0], atol=1e-6)
+    with pytest.raises(Exception, match="errors"):
+        m.advance(state, np.array([t[-1] + 1]), np.array([15.0], np.float32))

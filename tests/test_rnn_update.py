@@ -151,8 +151,11 @@ def test_predict_state_in_three_chunks_equals_one_plain_predict(tmp_path, capsys
     assert n_files == len(rows) and (states / "store.json").is_file()
 
 
-def test_the_python_api_updates_per_row(tmp_path):
-    est = load(rnn_folder(tmp_path / "rnn", cell="lstm"))
+@pytest.mark.parametrize(
+    "options", [{"cell": "lstm"}, {"context": True, "context_mean": [15.0, -1.7]}]
+)
+def test_the_python_api_updates_per_row(tmp_path, options):
+    est = load(rnn_folder(tmp_path / "rnn", **options))
     rows = light_curves(seed=2)
     for k in range(3):
         ans = est.update(table_of(rows, k), tmp_path / "s")

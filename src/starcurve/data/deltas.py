@@ -3,6 +3,10 @@
 - RNN: consecutive differences (dt, dm); a window of ``w`` differences slides with stride ``s``;
   each step is the vector [w dt, w dm] (w=4, s=2 as published).
 - CNN: the first ``n`` observations (500) as two sequences [0, dt...] and [0, dm...], zero-padded.
+- Context (either network, optional): per light curve, its mean magnitude and log10 of its mean
+  error, which the differences cannot carry (in one galaxy, brightness is luminosity; the error
+  follows brightness). Scaled inside the model by training-set means and standard deviations and
+  joined to the dense head's input, so streaming updates stay O(new points): running sums suffice.
 """
 
 from __future__ import annotations
@@ -67,3 +71,35 @@ def cnn_input(table: pa.Table, n: int = 500) -> tuple[np.ndarray, np.ndarray]:
     x[:, 0, 1:] = np.where(valid, np.diff(T, axis=1), 0.0)
     x[:, 1, 1:] = np.where(valid, np.diff(M, axis=1), 0.0)
     return x, lens
+
+
+def context_input(table: pa.Table) -> np.ndarray:
+    """[rows, 2] float32: each light curve's mean magnitude and log10 of its mean error."""
+    m, off = S.flat(table, S.MAG)
+    rows = S.row_index(off)
+    sums = [
+        np.bincount(rows, v.astype(np.float64), table.num_rows)
+        for v in (m, S.flat(table, S.ERR)[0])
+    ]
+    return context_from_sums(*sums, np.diff(off))
+
+
+def context_from_sums(sum_mag, sum_err, n_obs) -> np.ndarray:
+    """The context of light curves from sums of their magnitudes and errors (also what a streamed
+    RNN state keeps); a row without points gets zeros."""
+    n = np.maximum(np.asarray(n_obs, np.float64), 1)
+    mean_err = np.maximum(np.asarray(sum_err, np.float64) / n, 1e-6)
+    ctx = np.stack([np.asarray(sum_mag, np.float64) / n, np.log10(mean_err)], -1)
+    return np.where(np.asarray(n_obs)[..., None] > 0, ctx, 0.0).astype(np.float32)
+
+
+def context_stats(table: pa.Table) -> tuple[list[float], list[float]]:
+    """Means and standard deviations of the context over a (training) table, for scaling."""
+    c = context_input(table).astype(np.float64)
+    std = c.std(0) if len(c) else np.ones(2)
+    return c.mean(0).tolist() if len(c) else [0.0, 0.0], np.where(std > 0, std, 1.0).tolist()
+
+
+def scaled_context(context, mean, std):
+    """A context tensor [B, 2] in training-set units (the models call this in ``forward``)."""
+    return (context - context.new_tensor(mean)) / context.new_tensor(std)

@@ -33,7 +33,7 @@ from torch import nn
 
 from starcurve.data import schema as S
 from starcurve.data.clean import clean
-from starcurve.data.deltas import rnn_input
+from starcurve.data.deltas import context_from_sums, context_input, rnn_input, scaled_context
 from starcurve.data.io import from_arrays
 from starcurve.errors import StarcurveError, read_json_object
 from starcurve.files import atomic_json, atomic_safetensors
@@ -56,6 +56,10 @@ class RNNConfig:
     # survey input: with names here, every step also gets a one-hot of the row's ``survey`` column
     # (zeros for another or a missing survey); such a model classifies whole light curves only
     surveys: list[str] = field(default_factory=list)
+    # context input (``deltas.context_input``: mean magnitude, log10 mean error) joined to the head
+    context: bool = False
+    context_mean: list[float] = field(default_factory=lambda: [0.0, 0.0])  # set by training
+    context_std: list[float] = field(default_factory=lambda: [1.0, 1.0])
 
 
 @dataclass
@@ -68,6 +72,8 @@ class RNNState:
     pending: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # unconsumed (dt, dm)
     hidden: object = None  # GRU: tensor [layers, 1, H]; LSTM: (h, c); None before the first step
     proba: np.ndarray | None = None  # class probabilities, None while n_obs < min_obs
+    sum_mag: float = 0.0  # sums of the magnitudes and errors so far (the context input)
+    sum_err: float = 0.0
 
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
         """(tensors, scalars): the arrays and hidden tensors (float64 differences, so that a saved
@@ -79,7 +85,8 @@ class RNNState:
             tensors["hidden"] = self.hidden
         if self.proba is not None:
             tensors["proba"] = torch.from_numpy(np.asarray(self.proba, np.float32))
-        return tensors, {"n_obs": int(self.n_obs), "last_t": self.last_t, "last_m": self.last_m}
+        scalars = {"n_obs": int(self.n_obs), "last_t": self.last_t, "last_m": self.last_m}
+        return tensors, {**scalars, "sum_mag": self.sum_mag, "sum_err": self.sum_err}
 
     @classmethod
     def from_tensors(cls, tensors: dict, scalars: dict) -> RNNState:
@@ -95,6 +102,8 @@ class RNNState:
             pending=tensors["pending"].numpy().reshape(-1, 2),
             hidden=hidden,
             proba=None if proba is None else proba.numpy(),
+            sum_mag=float(scalars.get("sum_mag", 0.0)),
+            sum_err=float(scalars.get("sum_err", 0.0)),
         )
 
 
@@ -152,7 +161,7 @@ class RNNClassifier(nn.Module):
         n_in = 2 * cfg.w + len(cfg.surveys)
         self.rnn = rnn_cls(n_in, cfg.hidden, cfg.layers, batch_first=True, dropout=drop)
         self.head = nn.Sequential(
-            nn.Linear(cfg.hidden, cfg.dense),
+            nn.Linear(cfg.hidden + 2 * cfg.context, cfg.dense),
             nn.ReLU(),
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.dense, len(cfg.classes)),
@@ -170,7 +179,10 @@ class RNNClassifier(nn.Module):
             onehot = np.array(names, object)[:, None] == np.array(self.cfg.surveys, object)[None]
             onehot = np.broadcast_to(onehot[:, None, :], (*x.shape[:2], onehot.shape[1]))
             x = np.concatenate([x, onehot.astype(np.float32)], axis=2)
-        return {"x": torch.from_numpy(x), "lengths": torch.from_numpy(steps.astype(np.int64))}
+        out = {"x": torch.from_numpy(x), "lengths": torch.from_numpy(steps.astype(np.int64))}
+        if self.cfg.context:
+            out["context"] = torch.from_numpy(context_input(table))
+        return out
 
     def scale(self, x: torch.Tensor) -> torch.Tensor:
         """Scaled differences; the survey one-hot (columns after the 2w differences) as it is."""
@@ -178,8 +190,11 @@ class RNNClassifier(nn.Module):
         dt = torch.log1p(x[..., :w].clamp(min=0)) / self.cfg.dt_scale
         return torch.cat([dt, x[..., w : 2 * w] / self.cfg.dm_scale, x[..., 2 * w :]], dim=-1)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Class logits [B, C] from the top layer's hidden state at each row's last valid step.
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Class logits [B, C] from the top layer's hidden state at each row's last valid step
+        (joined with the scaled ``context`` [B, 2] for a model with ``config.context``).
 
         The recurrence is causal and padding comes after the valid steps, so gathering the output
         at ``lengths - 1`` ignores the padding exactly. (On CPU this is 3-6x faster than
@@ -187,7 +202,18 @@ class RNNClassifier(nn.Module):
         """
         out, _ = self.rnn(self.scale(x))
         last = (lengths.to(out.device).clamp(min=1) - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])
-        return self.head(out.gather(1, last)[:, 0])
+        return self.logits(out.gather(1, last)[:, 0], context)
+
+    def logits(self, h: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """The head on top-layer states ``h`` [B, H] (and the context, if the model takes it)."""
+        if not self.cfg.context:
+            return self.head(h)
+        if context is None:
+            raise StarcurveError("this RNN takes a context input (config context): pass context")
+        c = scaled_context(
+            context.to(h.device, h.dtype), self.cfg.context_mean, self.cfg.context_std
+        )
+        return self.head(torch.cat([h, c], 1))
 
     # --- streaming -------------------------------------------------------------------------
     def init_state(self) -> RNNState:
@@ -209,12 +235,16 @@ class RNNClassifier(nn.Module):
         new, _ = clean(from_arrays([t], [m], [e]), min_obs=1)  # new points: any number
         t = new.column("time")[0].values.to_numpy() if new.num_rows else np.zeros(0)
         m = new.column("mag")[0].values.to_numpy() if new.num_rows else np.zeros(0, np.float32)
-        return self.advance(state, t, m)
+        e = new.column("mag_err")[0].values.to_numpy() if new.num_rows else np.zeros(0, np.float32)
+        return self.advance(state, t, m, e)
 
     @torch.no_grad()
-    def advance(self, state: RNNState, t: np.ndarray, m: np.ndarray) -> RNNState:
+    def advance(
+        self, state: RNNState, t: np.ndarray, m: np.ndarray, e: np.ndarray | None = None
+    ) -> RNNState:
         """``update`` with points that are already clean (sorted, finite, no repeated time stamp,
-        as one row of a table the core ``clean`` returned): the caller cleaned them once, on entry."""
+        as one row of a table the core ``clean`` returned): the caller cleaned them once, on entry.
+        Their errors ``e`` are needed by a model with a context input."""
         if self.cfg.surveys:
             raise StarcurveError(
                 "this RNN takes the survey as an input (config surveys); it classifies whole light "
@@ -228,9 +258,16 @@ class RNNClassifier(nn.Module):
                     "instead of streaming"
                 )
             keep = t != state.last_t  # a repeated time stamp keeps the earlier point, as clean does
-            t, m = t[keep], m[keep]
+            t, m, e = t[keep], m[keep], (None if e is None else e[keep])
         if len(t) == 0:
             return state
+        if self.cfg.context and e is None:
+            raise StarcurveError("this RNN takes a context input: give the errors of new points")
+        # running sums in the order of the points, as ``context_input`` sums a whole light curve
+        sums = [
+            s0 if v is None else float(np.cumsum(np.concatenate([[s0], v.astype(np.float64)]))[-1])
+            for s0, v in ((state.sum_mag, m), (state.sum_err, e))
+        ]
         m = m.astype(np.float64)  # the core differences float32 magnitudes in float64
         tt = np.concatenate([[state.last_t], t]) if state.last_t is not None else t
         mm = np.concatenate([[state.last_m], m]) if state.last_m is not None else m
@@ -239,7 +276,9 @@ class RNNClassifier(nn.Module):
         k = (len(pending) - w) // s + 1 if len(pending) >= w else 0
         hidden, proba = state.hidden, state.proba
         n_obs = state.n_obs + len(t)
-        answer = n_obs >= self.cfg.min_obs and (k or (proba is None and hidden is not None))
+        # a context model answers again after any new point (its context moves with every point)
+        stale = hidden is not None and (proba is None or self.cfg.context)
+        answer = n_obs >= self.cfg.min_obs and (k or stale)
         if k or answer:  # the network runs only when the hidden state or the answer changes
             was_training = self.training
             if was_training:
@@ -253,7 +292,8 @@ class RNNClassifier(nn.Module):
                     pending = pending[k * s :]
                 if answer:
                     h = hidden[0] if isinstance(hidden, tuple) else hidden
-                    proba = torch.softmax(self.head(h[-1]), -1)[0].numpy()
+                    ctx = context_from_sums(sums[0], sums[1], n_obs)[None]
+                    proba = torch.softmax(self.logits(h[-1], torch.from_numpy(ctx)), -1)[0].numpy()
             finally:
                 if was_training:
                     self.train()
@@ -265,6 +305,8 @@ class RNNClassifier(nn.Module):
             pending=pending,
             hidden=hidden,
             proba=proba,
+            sum_mag=sums[0],
+            sum_err=sums[1],
         )
 
 

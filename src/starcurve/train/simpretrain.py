@@ -211,7 +211,7 @@ def stage_loss(classes: list[str], mapping: dict[str, str]):
     weight = torch.tensor(share.sum() / (len(cols) * share), dtype=torch.float32)
 
     def loss_fn(net, batch):
-        logits = net(batch["x"], batch["lengths"])[:, cols]
+        logits = net(batch["x"], batch["lengths"], batch.get("context"))[:, cols]
         y = pos.to(logits.device)[batch["y"]]
         loss = F.cross_entropy(logits, y, weight=weight.to(logits.device))
         return loss, {"acc": (logits.argmax(1) == y).float().mean()}

@@ -43,7 +43,7 @@ from starcurve.cli import (
 from starcurve.data import schema as S
 from starcurve.data.augment import AugmentConfig, balance, batch_augment, crop
 from starcurve.data.clean import clean
-from starcurve.data.deltas import cnn_input
+from starcurve.data.deltas import cnn_input, context_stats
 from starcurve.data.io import read, read_ids
 from starcurve.data.windows import length_batches
 from starcurve.errors import StarcurveError
@@ -190,6 +190,8 @@ def fit(
     if cfg.augment is not None and cfg.augment.balance:
         train_t, y_tr = balance_per_survey(train_t, y_tr, cfg.augment, rng)
     dt_scale, dm_scale = delta_scales(train_t)
+    if opts.get("context"):  # scaled by the training set's own statistics
+        opts["context_mean"], opts["context_std"] = context_stats(train_t)
     torch.manual_seed(cfg.seed)  # initial weights depend on the seed only
     model = build(
         kind, classes=[str(c) for c in classes], dt_scale=dt_scale, dm_scale=dm_scale, **opts
@@ -227,7 +229,7 @@ def fit(
             yield {**model.inputs(sub), "y": torch.from_numpy(y_tr[idx])}
 
     def loss_fn(net, batch):
-        logits = net(batch["x"], batch["lengths"])
+        logits = net(batch["x"], batch["lengths"], batch.get("context"))
         w = weight.to(logits.device) if weight is not None else None
         loss = F.cross_entropy(logits, batch["y"], weight=w)
         return loss, {"acc": (logits.argmax(1) == batch["y"]).float().mean()}
@@ -239,7 +241,7 @@ def fit(
         total, norm = 0.0, 0.0
         dev = model_device(net)
         for b in val_batches:
-            logits = net(*to_device((b["x"], b["lengths"]), dev)).float().cpu()
+            logits = net(*to_device((b["x"], b["lengths"], b.get("context")), dev)).float().cpu()
             w = weight[b["y"]] if weight is not None else torch.ones(len(b["y"]))
             total += float((F.cross_entropy(logits, b["y"], reduction="none") * w).sum())
             norm += float(w.sum())
@@ -314,9 +316,11 @@ def network_proba(model, table: pa.Table, batch_size: int = 256) -> tuple[np.nda
         idx = ok[b]
         inp = model.inputs(table.take(pa.array(idx)))
         fin = torch.isfinite(inp["x"]).flatten(1).all(1)  # nothing non-finite reaches the model
+        if "context" in inp:
+            fin &= torch.isfinite(inp["context"]).all(1)
         if fin.any():
             proba[idx[fin.numpy()]] = torch.softmax(
-                model(inp["x"][fin], inp["lengths"][fin]), -1
+                model(*(inp[k][fin] if k in inp else None for k in ("x", "lengths", "context"))), -1
             ).numpy()
     done = np.isfinite(proba).all(1)
     reasons = [
@@ -392,7 +396,7 @@ def read_inputs(paths, band=None, columns=None) -> pa.Table:
 
 def _parse_options(kind: str, items: tuple[str, ...]) -> dict:
     """``--set hidden=128 --set cell=lstm`` into typed model options."""
-    fixed = ("classes", "dt_scale", "dm_scale")  # set by training, not by the user
+    fixed = ("classes", "dt_scale", "dm_scale", "context_mean", "context_std")  # set by training
     cfg_fields = {f.name: f.type for f in fields(MODELS[kind][1]) if f.name not in fixed}
     out = {}
     for item in items:
