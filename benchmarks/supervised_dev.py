@@ -6,7 +6,8 @@ a model). Each variant is the FS-1 budget (``train.supervised.FS1_FIT`` / ``FS1_
 fields changed, run through ``fewshot.run`` like any method. Variants are changes to the budget as it
 was until 2026-12-07 (``v1``: noise of one photometric error per batch, early stopping after 6
 evaluations, cap 3,000 RNN / 2,000 CNN steps); the budget since then is ``v1`` + ``no-noise`` +
-``patient``, chosen with this script.
+``patient`` (+ ``context`` for the model, + ``sim4x`` for ``rnn-sim`` / ``cnn-sim``), chosen with this
+script.
 
     OMP_NUM_THREADS=1 python benchmarks/supervised_dev.py --data ../shared/data/eros_lmc.parquet --band R \
         --kind rnn --variants v1,no-noise,no-noise+patient --n all
@@ -30,6 +31,7 @@ from starcurve.files import atomic_json
 from starcurve.train import supervised as sup
 
 V1_STEPS = {"rnn": 3000, "cnn": 2000}
+V1_MODEL = {k: {o: v for o, v in m.items() if o != "context"} for k, m in sup.FS1_MODEL.items()}
 # name -> (FitConfig fields, AugmentConfig fields, model fields) changed from the v1 budget;
 # "a+b" applies both
 VARIANTS = {
@@ -41,10 +43,10 @@ VARIANTS = {
     "lr5e-4": ({"lr": 5e-4, "patience": 12, "steps": 6000}, {}, {}),
     "half-noise": ({}, {"noise": 0.5}, {}),
     # stage 1 on simulations of the training data's survey (FS-1 ``rnn-sim``: ``sim``), and longer
-    "sim": ({"pretrain_sim": sup.FS1_SIM}, {}, {}),
-    "sim4x": ({"pretrain_sim": replace(sup.FS1_SIM, n=4 * sup.FS1_SIM.n)}, {}, {}),
+    "sim": ({"pretrain_sim": replace(sup.FS1_SIM, n=96_000)}, {}, {}),
+    "sim4x": ({"pretrain_sim": replace(sup.FS1_SIM, n=384_000)}, {}, {}),
     "context": ({}, {}, {"context": True}),  # mean magnitude and log10 mean error at the head
-    "sim10x": ({"pretrain_sim": replace(sup.FS1_SIM, n=10 * sup.FS1_SIM.n)}, {}, {}),
+    "sim10x": ({"pretrain_sim": replace(sup.FS1_SIM, n=960_000)}, {}, {}),
 }
 
 
@@ -68,7 +70,7 @@ def method(kind: str, variant: str) -> fs.Method:
         return NetworkClassifier(
             kind,
             replace(base, seed=seed, augment=aug, **fit),
-            {**sup.FS1_MODEL[kind], **model_over},
+            {**V1_MODEL[kind], **model_over},
             out_dir=out_dir,
             desc=f"{kind} {variant}",
         )

@@ -105,7 +105,7 @@ def test_stage_loss_ignores_classes_without_simulations():
     loss_fn = sp.stage_loss(classes, {"RRab": "RRab", "Mira": "Mira"})
 
     class Net(torch.nn.Module):
-        def forward(self, x, lengths):
+        def forward(self, x, lengths, context=None):
             return x
 
     y = torch.tensor([1, 2])
@@ -175,3 +175,26 @@ def test_fs1_rnn_sim_method(tmp_path, monkeypatch):
     assert pred.shape == (test.sum(),)
     meta = json.loads((tmp_path / "fs1_predict.json").read_text())
     assert meta["pretrain_sim"]["surveys"] == ["asas"] and meta["pretrain_sim"]["steps"] == 2
+
+
+def test_stage_one_gives_a_context_model_a_neutral_context(tmp_path, monkeypatch):
+    """Simulated magnitudes are not the target field's: stage 1 sees the training set's mean
+    context on every light curve, so brightness is learnt from the real labels only."""
+    seen = []
+    real_batches = sp.sim_batches
+
+    def spy(inputs, *args, **kw):
+        for batch in real_batches(inputs, *args, **kw):
+            seen.append(batch["context"])
+            yield batch
+
+    monkeypatch.setattr(sp, "sim_batches", spy)
+    table, _ = clean(real_like(40))
+    labels = np.array(table.column(S.LABEL).to_pylist(), object)
+    cfg = sup.FitConfig(steps=2, eval_every=2, batch_size=16,
+                        pretrain_sim=sp.SimPretrain(surveys="asas", n=48, chunk=64))  # fmt: skip
+    m, _ = sup.fit("rnn", table, labels, tmp_path, cfg, model_options={**TINY_RNN, "context": True})
+    assert len(seen) == 3 and all(torch.allclose(c, torch.tensor(m.cfg.context_mean)) for c in seen)
+    # the real data's context is not constant: stage 2 does see it
+    real = m.inputs(table)["context"]
+    assert real[:, 0].std() > 0.1

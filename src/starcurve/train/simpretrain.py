@@ -250,8 +250,19 @@ def pretrain(
     stage_dir = Path(out_dir) / STAGE_DIR
     max_obs = getattr(model.cfg, "train_max_obs", 0)
 
+    def inputs(sub: pa.Table) -> dict:
+        """The model's inputs, with a neutral context (the training set's mean): simulated
+        magnitudes are the survey's, not the target field's, and the ``eros`` per-class magnitudes
+        were calibrated on the whole eros_lmc file; brightness is learnt from real labels only."""
+        out = model.inputs(sub)
+        if "context" in out:
+            out["context"] = (
+                out["context"].new_tensor(model.cfg.context_mean).expand_as(out["context"])
+            )
+        return out
+
     def batches():
-        return sim_batches(model.inputs, list(classes), mapping, surveys, batch_size, seed=seed,
+        return sim_batches(inputs, list(classes), mapping, surveys, batch_size, seed=seed,
                            chunk=int(sp.chunk), min_obs=model.cfg.min_obs, max_obs=max_obs)  # fmt: skip
 
     tcfg = TrainConfig(

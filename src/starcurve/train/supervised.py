@@ -356,10 +356,18 @@ _FS1 = FitConfig(
     augment=_FS1_AUG,
 )
 FS1_FIT = {"rnn": _FS1, "cnn": _FS1}
-FS1_MODEL = {"rnn": {"hidden": 32, "dense": 32, "train_max_obs": 300}, "cnn": {}}
-# FS-1 ``rnn-sim`` / ``cnn-sim``: the budget above, after a stage 1 of 1,500 steps (96,000 simulated
-# light curves of the training data's own survey, batch 64). Fixed before any FS-1 score was seen.
-FS1_SIM = SimPretrain(surveys="auto", n=96_000)
+# Both networks get the context input (mean magnitude, log10 mean error at the head), chosen on the
+# development split on 2026-12-07 (docs/supervised.md): RNN eros_lmc n = 100 / all +0.08 / +0.09,
+# asas_acvs +0.03 / +0.005; CNN eros_lmc +0.08 / +0.14 (fold 0).
+FS1_MODEL = {
+    "rnn": {"hidden": 32, "dense": 32, "train_max_obs": 300, "context": True},
+    "cnn": {"context": True},
+}
+# FS-1 ``rnn-sim`` / ``cnn-sim``: the budget above, after a stage 1 of 6,000 steps (384,000 simulated
+# light curves of the training data's own survey, batch 64). Until 2026-12-07 stage 1 had 1,500 steps
+# (96,000); four times as many was better at n = 20 / 100 / all on the development split of eros_lmc
+# (RNN, fold 0: 0.562 / 0.623 / 0.595 against 0.525 / 0.584 / 0.576; docs/supervised.md).
+FS1_SIM = SimPretrain(surveys="auto", n=384_000)
 
 
 def fs1_estimator(kind: str, seed: int, out_dir, sim: bool = False):
