@@ -112,14 +112,15 @@ def measure(est, bench, k, work, repeats, recompute, full_proba) -> dict:
     m_tail, e_tail = S.flat(tail, S.MAG)[0], S.flat(tail, S.ERR)[0]
     new_points = [(t_tail[a:b], m_tail[a:b], e_tail[a:b]) for a, b in itertools.pairwise(off)]
     t_head, hoff = S.flat(head, S.TIME)
-    m_head = S.flat(head, S.MAG)[0]
+    m_head, e_head = S.flat(head, S.MAG)[0], S.flat(head, S.ERR)[0]
     states = [
-        net.advance(net.init_state(), t_head[a:b], m_head[a:b]) for a, b in itertools.pairwise(hoff)
+        net.advance(net.init_state(), t_head[a:b], m_head[a:b], e_head[a:b])
+        for a, b in itertools.pairwise(hoff)
     ]
     pairs = list(zip(states, new_points))
     # in memory: RNNClassifier.update (cleans the new points) and advance (already clean)
     memory_update = best_of(lambda: [net.update(s, p) for s, p in pairs], repeats)
-    memory_advance = best_of(lambda: [net.advance(s, p[0], p[1]) for s, p in pairs], repeats)
+    memory_advance = best_of(lambda: [net.advance(s, *p) for s, p in pairs], repeats)
     # the public path: a folder of state files, one per light curve, read and written
     counter = itertools.count()
 
@@ -162,7 +163,8 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=100, help="training light curves per class")
     ap.add_argument("--steps", type=int, default=300, help="training steps")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", default=str(RESULTS / "rnn_update.json"))
+    ap.add_argument("--context", action="store_true", help="a model with the context input")
+    ap.add_argument("--out", default=None, help="default: results/rnn_update[_context].json")
     args = ap.parse_args()
     torch.set_num_threads(1)
     t_start = time.perf_counter()
@@ -171,9 +173,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="starcurve_rnn_update_"))
     cfg = FitConfig(steps=args.steps, batch_size=64, lr=2e-3, eval_every=100, patience=0)
     t0 = time.perf_counter()
-    est = NetworkClassifier("rnn", cfg, out_dir=work / "model", desc="train rnn").fit_table(
-        train, labels
-    )
+    options = {"context": True} if args.context else None
+    est = NetworkClassifier(
+        "rnn", cfg, options, out_dir=work / "model", desc="train rnn"
+    ).fit_table(train, labels)
     train_s = time.perf_counter() - t0
     net = est.net_
     n = bench.num_rows
@@ -197,7 +200,8 @@ def main() -> None:
     result = {
         "what": "RNN update cost per added observation vs recomputing from the whole light curve",
         "command": "OMP_NUM_THREADS=1 python benchmarks/rnn_update.py "
-        f"--n {args.n} --per-class {args.per_class} --steps {args.steps} --repeats {args.repeats}",
+        f"--n {args.n} --per-class {args.per_class} --steps {args.steps} --repeats {args.repeats}"
+        + (" --context" if args.context else ""),
         "data": source,
         "light_curves": n,
         "points_per_light_curve": {
@@ -232,7 +236,7 @@ def main() -> None:
             "on clean points only. The ratios divide (b) or (c) by (a)."
         ),
     }
-    out = Path(args.out)
+    out = Path(args.out or RESULTS / f"rnn_update{'_context' if args.context else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("seconds_per_light_curve", "results")}, indent=2))

@@ -263,11 +263,12 @@ class RNNClassifier(nn.Module):
             return state
         if self.cfg.context and e is None:
             raise StarcurveError("this RNN takes a context input: give the errors of new points")
-        # running sums in the order of the points, as ``context_input`` sums a whole light curve
-        sums = [
-            s0 if v is None else float(np.cumsum(np.concatenate([[s0], v.astype(np.float64)]))[-1])
-            for s0, v in ((state.sum_mag, m), (state.sum_err, e))
-        ]
+        # running sums, point by point in float64 as ``context_input`` sums a whole light curve
+        sums = [state.sum_mag, state.sum_err]
+        if self.cfg.context:
+            for i, v in enumerate((m, e)):
+                for x in v.tolist():
+                    sums[i] += x
         m = m.astype(np.float64)  # the core differences float32 magnitudes in float64
         tt = np.concatenate([[state.last_t], t]) if state.last_t is not None else t
         mm = np.concatenate([[state.last_m], m]) if state.last_m is not None else m
