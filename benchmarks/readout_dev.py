@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--band", required=True)
     ap.add_argument("--model", default=None, help="model folder [default: the shipped one]")
-    ap.add_argument("--sections", default="layers,views,probes,bf16", help="also: embed")
+    ap.add_argument("--sections", default="layers,views,probes,bf16", help="also: embed, context")
     ap.add_argument("--cache", default="runs/readout_dev", help="folder for the pool's vectors")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -209,6 +209,10 @@ def main() -> None:
         elif section == "stack":  # FS-1's hybrid-stack pipeline
             cell("stack: forest(features + out-of-fold MLP(embed) probabilities)",
                  np.hstack([Z, F]), lambda seed: fs.make_probe("stack", seed, Z.shape[1]))  # fmt: skip
+        elif section == "context":  # the RNN/CNN context (mean magnitude, log10 mean error) joined
+            from starcurve.data.deltas import context_input
+
+            cell("embed + context", np.hstack([Z, context_input(table)]))
         elif section == "bf16":
             t0 = time.perf_counter()
             use_bf16(True)
