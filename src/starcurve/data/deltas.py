@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from starcurve.data import schema as S
+from starcurve.errors import StarcurveError
 
 
 def _diffs(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -100,6 +101,10 @@ def context_stats(table: pa.Table) -> tuple[list[float], list[float]]:
     return c.mean(0).tolist() if len(c) else [0.0, 0.0], np.where(std > 0, std, 1.0).tolist()
 
 
-def scaled_context(context, mean, std):
-    """A context tensor [B, 2] in training-set units (the models call this in ``forward``)."""
-    return (context - context.new_tensor(mean)) / context.new_tensor(std)
+def scaled_context(context, cfg, like, kind: str):
+    """A model's context input [B, 2] in training-set units (``cfg.context_mean``, ``context_std``),
+    on the device and dtype of the tensor ``like``; a clear error if it is missing."""
+    if context is None:
+        raise StarcurveError(f"this {kind} takes a context input (config context): pass context")
+    c = context.to(like.device, like.dtype)
+    return (c - c.new_tensor(cfg.context_mean)) / c.new_tensor(cfg.context_std)

@@ -99,9 +99,5 @@ class CNNClassifier(nn.Module):
         z = torch.cat([z[:b], z[b:]], dim=1)
         if not self.cfg.context:
             return self.head(z)
-        if context is None:
-            raise StarcurveError("this CNN takes a context input (config context): pass context")
-        c = scaled_context(
-            context.to(z.device, z.dtype), self.cfg.context_mean, self.cfg.context_std
-        )
+        c = scaled_context(context, self.cfg, z, "CNN")
         return self.head[2:](torch.cat([self.head[:2](z), c], 1))  # no dropout on the context

@@ -208,12 +208,7 @@ class RNNClassifier(nn.Module):
         """The head on top-layer states ``h`` [B, H] (and the context, if the model takes it)."""
         if not self.cfg.context:
             return self.head(h)
-        if context is None:
-            raise StarcurveError("this RNN takes a context input (config context): pass context")
-        c = scaled_context(
-            context.to(h.device, h.dtype), self.cfg.context_mean, self.cfg.context_std
-        )
-        return self.head(torch.cat([h, c], 1))
+        return self.head(torch.cat([h, scaled_context(context, self.cfg, h, "RNN")], 1))
 
     # --- streaming -------------------------------------------------------------------------
     def init_state(self) -> RNNState:
