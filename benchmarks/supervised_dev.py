@@ -104,8 +104,11 @@ def main() -> None:
         res = json.loads(out_path.read_text()) if out_path.exists() else {}
         res.update(dataset=dev.dataset, band=args.band, kind=args.kind, machine=fs.machine(),
                    dev_test_objects=int(dev.test.sum()))  # fmt: skip
+        what = "the feature forest, for reference"
+        if v != "forest":  # SimPretrain values as their fields
+            what = json.loads(json.dumps(changes(v), default=vars))
         res.setdefault("variants", {}).setdefault(v, {}).update({
-            "changes": json.loads(json.dumps(changes(v), default=vars)) if v != "forest" else "the feature forest, for reference",
+            "changes": what,
             **{n: {"command": "python " + " ".join(sys.argv),
                    **{k: r["results"][n][k] for k in ("f1_mean", "f1_std", "acc_mean", "f1_folds")}}
                for n in r["results"]},

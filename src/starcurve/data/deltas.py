@@ -87,18 +87,19 @@ def context_input(table: pa.Table) -> np.ndarray:
 
 def context_from_sums(sum_mag, sum_err, n_obs) -> np.ndarray:
     """The context of light curves from sums of their magnitudes and errors (also what a streamed
-    RNN state keeps); a row without points gets zeros."""
+    RNN state keeps)."""
     n = np.maximum(np.asarray(n_obs, np.float64), 1)
     mean_err = np.maximum(np.asarray(sum_err, np.float64) / n, 1e-6)
-    ctx = np.stack([np.asarray(sum_mag, np.float64) / n, np.log10(mean_err)], -1)
-    return np.where(np.asarray(n_obs)[..., None] > 0, ctx, 0.0).astype(np.float32)
+    return np.stack([np.asarray(sum_mag, np.float64) / n, np.log10(mean_err)], -1).astype(
+        np.float32
+    )
 
 
 def context_stats(table: pa.Table) -> tuple[list[float], list[float]]:
     """Means and standard deviations of the context over a (training) table, for scaling."""
     c = context_input(table).astype(np.float64)
-    std = c.std(0) if len(c) else np.ones(2)
-    return c.mean(0).tolist() if len(c) else [0.0, 0.0], np.where(std > 0, std, 1.0).tolist()
+    std = c.std(0)
+    return c.mean(0).tolist(), np.where(std > 0, std, 1.0).tolist()
 
 
 def scaled_context(context, cfg, like, kind: str):

@@ -220,7 +220,7 @@ class NetworkClassifier(Predictor):
         good, report = clean(table, min_obs=1)  # new points: any number of them
         t, off = S.flat(good, S.TIME)
         m = S.flat(good, S.MAG)[0]
-        e = S.flat(good, S.ERR)[0]
+        err = S.flat(good, S.ERR)[0]
         where = np.full(table.num_rows, -1)
         where[report.kept] = np.arange(good.num_rows)
         ids = [str(v) for v in table.column(S.ID).to_pylist()]
@@ -231,7 +231,7 @@ class NetworkClassifier(Predictor):
             j = where[i]
             if j >= 0:
                 try:
-                    new = net.advance(state, *(v[off[j] : off[j + 1]] for v in (t, m, e)))
+                    new = net.advance(state, *(v[off[j] : off[j + 1]] for v in (t, m, err)))
                 except StarcurveError as e:
                     raise StarcurveError(f"{key[0]}/{key[1]}: {e} (no state was written)") from None
                 if new is not state:

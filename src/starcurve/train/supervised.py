@@ -358,7 +358,7 @@ _FS1 = FitConfig(
 FS1_FIT = {"rnn": _FS1, "cnn": _FS1}
 # Both networks get the context input (mean magnitude, log10 mean error at the head), chosen on the
 # development split on 2026-12-07 (docs/supervised.md): RNN eros_lmc n = 100 / all +0.08 / +0.09,
-# asas_acvs +0.03 / +0.005; CNN eros_lmc +0.08 / +0.14 (fold 0).
+# asas_acvs +0.03 / +0.005; CNN eros_lmc +0.08 / +0.14, asas_acvs n = all +0.04 (fold 0).
 FS1_MODEL = {
     "rnn": {"hidden": 32, "dense": 32, "train_max_obs": 300, "context": True},
     "cnn": {"context": True},
