@@ -114,10 +114,13 @@ def main() -> None:
         runs = {"joint": runs["joint"]}
     if args.only:
         runs = {k: v for k, v in runs.items() if k in args.only.split(",")}
-    # the published budget (1,500 steps, no survey input) keeps the plain names; variants are tagged
-    tag = ("" if args.steps == 1500 else f"_steps{args.steps}") + (
-        "_survey_token" if args.survey_token else ""
-    )
+    # the published budget (1,500 steps, no survey input, no context) keeps the plain names; variants
+    # are tagged
+    tag = (
+        ("" if args.steps == 1500 else f"_steps{args.steps}")
+        + ("_survey_token" if args.survey_token else "")
+        + ("_context" if opts.get("context") else "")
+    )  # rows before the context input have none
     command = (
         f"python benchmarks/multisurvey.py --kind {args.kind} --steps {args.steps} --out {args.out} "
         f"--threads {args.threads}"

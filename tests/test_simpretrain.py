@@ -177,9 +177,11 @@ def test_fs1_rnn_sim_method(tmp_path, monkeypatch):
     assert meta["pretrain_sim"]["surveys"] == ["asas"] and meta["pretrain_sim"]["steps"] == 2
 
 
-def test_stage_one_gives_a_context_model_a_neutral_context(tmp_path, monkeypatch):
+@pytest.mark.parametrize("period", [False, True])
+def test_stage_one_gives_a_context_model_a_neutral_context(tmp_path, monkeypatch, period):
     """Simulated magnitudes are not the target field's: stage 1 sees the training set's mean
-    context on every light curve, so brightness is learnt from the real labels only."""
+    context on every light curve, so brightness is learnt from the real labels only (and so is
+    the period, for a model with the period input: no periodogram per simulated batch)."""
     seen = []
     real_batches = sp.sim_batches
 
@@ -193,8 +195,10 @@ def test_stage_one_gives_a_context_model_a_neutral_context(tmp_path, monkeypatch
     labels = np.array(table.column(S.LABEL).to_pylist(), object)
     cfg = sup.FitConfig(steps=2, eval_every=2, batch_size=16,
                         pretrain_sim=sp.SimPretrain(surveys="asas", n=48, chunk=64))  # fmt: skip
-    m, _ = sup.fit("rnn", table, labels, tmp_path, cfg, model_options={**TINY_RNN, "context": True})
+    opts = {**TINY_RNN, "context": True, "period": period}
+    m, _ = sup.fit("rnn", table, labels, tmp_path, cfg, model_options=opts)
     assert len(seen) == 3 and all(torch.allclose(c, torch.tensor(m.cfg.context_mean)) for c in seen)
+    assert seen[0].shape[1] == 2 + 2 * period
     # the real data's context is not constant: stage 2 does see it
     real = m.inputs(table)["context"]
     assert real[:, 0].std() > 0.1

@@ -7,6 +7,12 @@
   error, which the differences cannot carry (in one galaxy, brightness is luminosity; the error
   follows brightness). Scaled inside the model by training-set means and standard deviations and
   joined to the dense head's input, so streaming updates stay O(new points): running sums suffice.
+- Period (either network, optional): log10 of the best period in days and its normalised peak power,
+  from the periodogram the ``pv1`` views use (``views.cached_periods``, computed without labels),
+  joined to the head after the context. Differences sampled days apart cannot show a period of hours
+  (aliasing); the periodogram can. It needs the whole light curve, so such an RNN does not stream.
+- Fold (RNN, optional): the light curve folded at twice that period, as the ``pv1`` fold view, read
+  by a second recurrent stack whose last state joins the head (same streaming restriction).
 """
 
 from __future__ import annotations
@@ -74,15 +80,69 @@ def cnn_input(table: pa.Table, n: int = 500) -> tuple[np.ndarray, np.ndarray]:
     return x, lens
 
 
-def context_input(table: pa.Table) -> np.ndarray:
-    """[rows, 2] float32: each light curve's mean magnitude and log10 of its mean error."""
-    m, off = S.flat(table, S.MAG)
-    rows = S.row_index(off)
-    sums = [
-        np.bincount(rows, v.astype(np.float64), table.num_rows)
-        for v in (m, S.flat(table, S.ERR)[0])
-    ]
-    return context_from_sums(*sums, np.diff(off))
+def context_input(table: pa.Table, context: bool = True, period: bool = False) -> np.ndarray:
+    """[rows, 2 context + 2 period] float32: each light curve's mean magnitude and log10 of its mean
+    error (``context``), then log10 of its best period in days and that peak's power (``period``)."""
+    parts = []
+    if context:
+        m, off = S.flat(table, S.MAG)
+        rows = S.row_index(off)
+        sums = [
+            np.bincount(rows, v.astype(np.float64), table.num_rows)
+            for v in (m, S.flat(table, S.ERR)[0])
+        ]
+        parts.append(context_from_sums(*sums, np.diff(off)))
+    if period:
+        parts.append(period_values(table))
+    return np.concatenate(parts, 1) if parts else np.zeros((table.num_rows, 0), np.float32)
+
+
+PERIOD_COLUMN = "_starcurve_period"  # [log10 P, power] per row, attached by ``with_period``
+
+
+def period_values(table: pa.Table) -> np.ndarray:
+    """[rows, 2] float32: log10 of the best period in days and its peak power; from the column
+    ``with_period`` attached when there is one (training: the period of each whole light curve
+    stays with its random crops), else from the periodogram of the pv1 views."""
+    if PERIOD_COLUMN in table.column_names:
+        col = table.column(PERIOD_COLUMN).combine_chunks()
+        return col.values.to_numpy(zero_copy_only=False).reshape(-1, 2).astype(np.float32)
+    from starcurve.data.views import cached_periods
+
+    return cached_periods(table).context()
+
+
+def with_period(table: pa.Table, values: np.ndarray | None = None) -> pa.Table:
+    """``table`` with its rows' ``period_values`` (or the given [rows, 2] ``values``) as a column,
+    computed once, so that the copies and crops training makes of a row keep its period."""
+    v = period_values(table) if values is None else np.asarray(values, np.float32)
+    col = pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(v).ravel()), 2)
+    if PERIOD_COLUMN in table.column_names:
+        table = table.drop_columns([PERIOD_COLUMN])
+    return table.append_column(PERIOD_COLUMN, col)
+
+
+def fold_input(table: pa.Table, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """[rows, n, 2] float32: each light curve folded at twice its best period (``period_values``),
+    as ``views.fold_windows`` folds it for ``pv1`` (at most ``n`` points evenly spread over the light
+    curve, sorted by phase from the primary minimum): [phase, magnitude minus the mean]; zero-padded.
+    And the number of points per row."""
+    from starcurve.data.views import fold_windows
+
+    freq = 10.0 ** -period_values(table)[:, 0].astype(np.float64)
+    w = fold_windows(table, freq, mult=2, n=n)
+    x = np.stack([w.time, w.mag], -1) * w.mask[..., None]
+    return x.astype(np.float32), w.mask.sum(1)
+
+
+def context_width(cfg) -> int:
+    """Numbers a model config's head reads beside the network (``context``: 2, ``period``: 2)."""
+    return 2 * bool(cfg.context) + 2 * bool(getattr(cfg, "period", False))
+
+
+def model_context(cfg, table: pa.Table) -> np.ndarray:
+    """``context_input`` with the parts a model config asks for."""
+    return context_input(table, cfg.context, getattr(cfg, "period", False))
 
 
 def context_from_sums(sum_mag, sum_err, n_obs) -> np.ndarray:
@@ -95,17 +155,27 @@ def context_from_sums(sum_mag, sum_err, n_obs) -> np.ndarray:
     )
 
 
-def context_stats(table: pa.Table) -> tuple[list[float], list[float]]:
+def context_stats(
+    table: pa.Table, context: bool = True, period: bool = False
+) -> tuple[list[float], list[float]]:
     """Means and standard deviations of the context over a (training) table, for scaling."""
-    c = context_input(table).astype(np.float64)
+    c = context_input(table, context, period).astype(np.float64)
     std = c.std(0)
     return c.mean(0).tolist(), np.where(std > 0, std, 1.0).tolist()
 
 
 def scaled_context(context, cfg, like, kind: str):
-    """A model's context input [B, 2] in training-set units (``cfg.context_mean``, ``context_std``),
-    on the device and dtype of the tensor ``like``; a clear error if it is missing."""
-    if context is None:
-        raise StarcurveError(f"this {kind} takes a context input (config context): pass context")
+    """A model's context input [B, context_width] in training-set units (``cfg.context_mean``,
+    ``context_std``), on the device and dtype of the tensor ``like``; a clear error if it is missing."""
+    if context is None or context.shape[-1] != context_width(cfg):
+        raise StarcurveError(
+            f"this {kind} takes a context input of {context_width(cfg)} numbers per light curve "
+            "(config context / period): pass context (the model's inputs() builds it)"
+        )
+    if not len(cfg.context_mean) == len(cfg.context_std) == context_width(cfg):
+        raise StarcurveError(
+            f"this {kind}'s config has {len(cfg.context_mean)} / {len(cfg.context_std)} context "
+            f"means / stds for {context_width(cfg)} context numbers (training sets them)"
+        )
     c = context.to(like.device, like.dtype)
     return (c - c.new_tensor(cfg.context_mean)) / c.new_tensor(cfg.context_std)

@@ -21,7 +21,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from starcurve.data.deltas import cnn_input, context_input, scaled_context
+from starcurve.data.deltas import cnn_input, context_width, model_context, scaled_context
 from starcurve.errors import StarcurveError
 
 
@@ -42,6 +42,7 @@ class CNNConfig:
     train_max_obs: int = 0  # unused by the CNN (it always reads the first n points)
     # context input (``deltas.context_input``: mean magnitude, log10 mean error) joined to the head
     context: bool = False
+    period: bool = False  # log10 best period and peak power (``deltas.context_input``), after it
     context_mean: list[float] = field(default_factory=lambda: [0.0, 0.0])  # set by training
     context_std: list[float] = field(default_factory=lambda: [1.0, 1.0])
 
@@ -69,7 +70,7 @@ class CNNClassifier(nn.Module):
         self.head = nn.Sequential(
             nn.Flatten(),
             nn.Dropout(cfg.dropout),
-            nn.Linear(2 * cfg.filters2 * conv_len + 2 * cfg.context, cfg.dense),
+            nn.Linear(2 * cfg.filters2 * conv_len + context_width(cfg), cfg.dense),
             nn.Tanh(),
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.dense, len(cfg.classes)),
@@ -79,8 +80,8 @@ class CNNClassifier(nn.Module):
         """Model input of a clean table: x [B, 2, n] and the number of observations used."""
         x, lens = cnn_input(table, self.cfg.n)
         out = {"x": torch.from_numpy(x), "lengths": torch.from_numpy(lens.astype(np.int64))}
-        if self.cfg.context:  # of the whole light curve, not only of its first n points
-            out["context"] = torch.from_numpy(context_input(table))
+        if context_width(self.cfg):  # of the whole light curve, not only of its first n points
+            out["context"] = torch.from_numpy(model_context(self.cfg, table))
         return out
 
     def forward(
@@ -90,14 +91,14 @@ class CNNClassifier(nn.Module):
         context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Class logits [B, C]. ``lengths`` is unused: padding is zeros, as published. A model with
-        ``config.context`` joins the scaled ``context`` [B, 2] to the flattened convolutions."""
+        ``config.context`` / ``period`` joins the scaled ``context`` [B, k] to the flattened convolutions."""
         b = x.shape[0]
         dt = torch.log1p(x[:, 0].clamp(min=0)) / self.cfg.dt_scale
         dm = x[:, 1] / self.cfg.dm_scale
         # the same convolutions (shared weights) on both sequences, in one call
         z = self.conv(torch.cat([dt, dm], 0)[:, None, :])
         z = torch.cat([z[:b], z[b:]], dim=1)
-        if not self.cfg.context:
+        if not context_width(self.cfg):
             return self.head(z)
         c = scaled_context(context, self.cfg, z, "CNN")
         return self.head[2:](torch.cat([self.head[:2](z), c], 1))  # no dropout on the context

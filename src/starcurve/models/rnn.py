@@ -33,7 +33,16 @@ from torch import nn
 
 from starcurve.data import schema as S
 from starcurve.data.clean import clean
-from starcurve.data.deltas import context_from_sums, context_input, rnn_input, scaled_context
+from starcurve.data.deltas import (
+    PERIOD_COLUMN,
+    context_from_sums,
+    context_width,
+    fold_input,
+    model_context,
+    rnn_input,
+    scaled_context,
+    with_period,
+)
 from starcurve.data.io import from_arrays
 from starcurve.errors import StarcurveError, read_json_object
 from starcurve.files import atomic_json, atomic_safetensors
@@ -58,6 +67,12 @@ class RNNConfig:
     surveys: list[str] = field(default_factory=list)
     # context input (``deltas.context_input``: mean magnitude, log10 mean error) joined to the head
     context: bool = False
+    # period input (``deltas.context_input``: log10 best period, peak power) joined to the head
+    # after the context; it needs the whole light curve, so such a model does not stream
+    period: bool = False
+    # folded input (``deltas.fold_input``: at most this many points of the light curve folded at
+    # twice its best period, [phase, magnitude]) read by a second recurrent stack; 0: none
+    fold: int = 0
     context_mean: list[float] = field(default_factory=lambda: [0.0, 0.0])  # set by training
     context_std: list[float] = field(default_factory=lambda: [1.0, 1.0])
 
@@ -146,6 +161,12 @@ def load_state(path) -> tuple[RNNState, dict]:
         raise StarcurveError(f"{path}: damaged RNN state file ({e})") from None
 
 
+def last_state(out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``out`` [B, T, H] at each row's last valid step (``lengths`` - 1; at least step 0)."""
+    last = (lengths.to(out.device).clamp(min=1) - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])
+    return out.gather(1, last)[:, 0]
+
+
 class RNNClassifier(nn.Module):
     kind = "rnn"
 
@@ -160,8 +181,10 @@ class RNNClassifier(nn.Module):
         drop = cfg.dropout if cfg.layers > 1 else 0.0
         n_in = 2 * cfg.w + len(cfg.surveys)
         self.rnn = rnn_cls(n_in, cfg.hidden, cfg.layers, batch_first=True, dropout=drop)
+        if cfg.fold:
+            self.fold_rnn = rnn_cls(2, cfg.hidden, cfg.layers, batch_first=True, dropout=drop)
         self.head = nn.Sequential(
-            nn.Linear(cfg.hidden + 2 * cfg.context, cfg.dense),
+            nn.Linear(cfg.hidden * (1 + bool(cfg.fold)) + context_width(cfg), cfg.dense),
             nn.ReLU(),
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.dense, len(cfg.classes)),
@@ -169,6 +192,8 @@ class RNNClassifier(nn.Module):
 
     def inputs(self, table: pa.Table) -> dict[str, torch.Tensor]:
         """Model input of a clean table: x [B, T, 2w] (zero-padded) and the valid steps per row."""
+        if (self.cfg.period or self.cfg.fold) and PERIOD_COLUMN not in table.column_names:
+            table = with_period(table)  # one periodogram per light curve for both inputs
         x, steps = rnn_input(table, self.cfg.w, self.cfg.stride)
         if self.cfg.surveys:
             names = (
@@ -180,8 +205,11 @@ class RNNClassifier(nn.Module):
             onehot = np.broadcast_to(onehot[:, None, :], (*x.shape[:2], onehot.shape[1]))
             x = np.concatenate([x, onehot.astype(np.float32)], axis=2)
         out = {"x": torch.from_numpy(x), "lengths": torch.from_numpy(steps.astype(np.int64))}
-        if self.cfg.context:
-            out["context"] = torch.from_numpy(context_input(table))
+        if context_width(self.cfg):
+            out["context"] = torch.from_numpy(model_context(self.cfg, table))
+        if self.cfg.fold:
+            fold, count = fold_input(table, self.cfg.fold)
+            out["fold"], out["fold_lengths"] = torch.from_numpy(fold), torch.from_numpy(count)
         return out
 
     def scale(self, x: torch.Tensor) -> torch.Tensor:
@@ -191,22 +219,36 @@ class RNNClassifier(nn.Module):
         return torch.cat([dt, x[..., w : 2 * w] / self.cfg.dm_scale, x[..., 2 * w :]], dim=-1)
 
     def forward(
-        self, x: torch.Tensor, lengths: torch.Tensor, context: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        lengths: torch.Tensor,
+        context: torch.Tensor | None = None,
+        fold: torch.Tensor | None = None,
+        fold_lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Class logits [B, C] from the top layer's hidden state at each row's last valid step
-        (joined with the scaled ``context`` [B, 2] for a model with ``config.context``).
+        (joined with the scaled ``context`` [B, k] for a model with ``config.context`` / ``period``,
+        and with the last state of the folded light curve ``fold`` [B, n, 2] for ``config.fold``).
 
         The recurrence is causal and padding comes after the valid steps, so gathering the output
         at ``lengths - 1`` ignores the padding exactly. (On CPU this is 3-6x faster than
         ``pack_padded_sequence``; batches of similar lengths keep the wasted padded work small.)
         """
-        out, _ = self.rnn(self.scale(x))
-        last = (lengths.to(out.device).clamp(min=1) - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])
-        return self.logits(out.gather(1, last)[:, 0], context)
+        h = last_state(self.rnn(self.scale(x))[0], lengths)
+        if self.cfg.fold:
+            if fold is None or fold_lengths is None:
+                raise StarcurveError(
+                    "this RNN reads the folded light curve (config fold): pass fold"
+                )
+            phase, mag = fold[..., :1], fold[..., 1:] / self.cfg.dm_scale
+            h = torch.cat(
+                [h, last_state(self.fold_rnn(torch.cat([phase, mag], -1))[0], fold_lengths)], 1
+            )
+        return self.logits(h, context)
 
     def logits(self, h: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         """The head on top-layer states ``h`` [B, H] (and the context, if the model takes it)."""
-        if not self.cfg.context:
+        if not context_width(self.cfg):
             return self.head(h)
         return self.head(torch.cat([h, scaled_context(context, self.cfg, h, "RNN")], 1))
 
@@ -240,11 +282,14 @@ class RNNClassifier(nn.Module):
         """``update`` with points that are already clean (sorted, finite, no repeated time stamp,
         as one row of a table the core ``clean`` returned): the caller cleaned them once, on entry.
         Their errors ``e`` are needed by a model with a context input."""
-        if self.cfg.surveys:
-            raise StarcurveError(
-                "this RNN takes the survey as an input (config surveys); it classifies whole light "
-                "curves only, not streamed observations"
-            )
+        whole = "of the whole light curve"
+        for opt, what in (("surveys", "the survey"), ("period", f"the period {whole}"),
+                          ("fold", f"the folded light curve {whole}")):  # fmt: skip
+            if getattr(self.cfg, opt):
+                raise StarcurveError(
+                    f"this RNN takes {what} as an input (config {opt}); it classifies whole light "
+                    "curves only, not streamed observations"
+                )
         if state.last_t is not None and len(t):
             if t[0] < state.last_t:
                 raise StarcurveError(

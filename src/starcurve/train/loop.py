@@ -75,6 +75,11 @@ def model_device(module: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def model_args(batch: dict) -> dict:
+    """The network's keyword inputs of a batch: everything but the labels ``y``."""
+    return {k: v for k, v in batch.items() if k != "y"}
+
+
 def to_device(batch, device: str | torch.device):
     """``batch`` with every tensor moved to ``device``: a tensor, or dicts, lists and tuples of them
     (nested as deep as needed); anything else is returned unchanged.

@@ -45,9 +45,10 @@ from starcurve.data import schema as S
 from starcurve.data import simulate as sim
 from starcurve.data.augment import crop
 from starcurve.data.clean import clean
+from starcurve.data.deltas import with_period
 from starcurve.errors import StarcurveError
 from starcurve.files import atomic_json
-from starcurve.train.loop import Checkpoint, TrainConfig, train
+from starcurve.train.loop import Checkpoint, TrainConfig, model_args, train
 
 log = logging.getLogger("starcurve")
 
@@ -211,7 +212,7 @@ def stage_loss(classes: list[str], mapping: dict[str, str]):
     weight = torch.tensor(share.sum() / (len(cols) * share), dtype=torch.float32)
 
     def loss_fn(net, batch):
-        logits = net(batch["x"], batch["lengths"], batch.get("context"))[:, cols]
+        logits = net(**model_args(batch))[:, cols]
         y = pos.to(logits.device)[batch["y"]]
         loss = F.cross_entropy(logits, y, weight=weight.to(logits.device))
         return loss, {"acc": (logits.argmax(1) == y).float().mean()}
@@ -254,6 +255,10 @@ def pretrain(
         """The model's inputs, with a neutral context (the training set's mean): simulated
         magnitudes are the survey's, not the target field's, and the ``eros`` per-class magnitudes
         were calibrated on the whole eros_lmc file; brightness is learnt from real labels only."""
+        if getattr(model.cfg, "period", False) or getattr(model.cfg, "fold", 0):
+            # a neutral period (1 day): no periodogram per simulated batch; the period context is
+            # replaced below and the folds are learnt from real labels only
+            sub = with_period(sub, np.zeros((sub.num_rows, 2)))
         out = model.inputs(sub)
         if "context" in out:
             out["context"] = (

@@ -43,14 +43,21 @@ from starcurve.cli import (
 from starcurve.data import schema as S
 from starcurve.data.augment import AugmentConfig, balance, batch_augment, crop
 from starcurve.data.clean import clean
-from starcurve.data.deltas import cnn_input, context_stats
+from starcurve.data.deltas import cnn_input, context_stats, with_period
 from starcurve.data.io import read, read_ids
 from starcurve.data.windows import length_batches
 from starcurve.errors import StarcurveError
 from starcurve.models.cnn import CNNClassifier, CNNConfig
 from starcurve.models.folder import save_folder
 from starcurve.models.rnn import RNNClassifier, RNNConfig
-from starcurve.train.loop import Checkpoint, TrainConfig, model_device, to_device, train
+from starcurve.train.loop import (
+    Checkpoint,
+    TrainConfig,
+    model_args,
+    model_device,
+    to_device,
+    train,
+)
 from starcurve.train.simpretrain import SimPretrain, pretrain
 
 log = logging.getLogger("starcurve")
@@ -187,11 +194,14 @@ def fit(
     rng = np.random.default_rng(cfg.seed)
     tr, va = split_validation(y, cfg.val_frac, rng)
     train_t, y_tr = table.take(pa.array(rows[tr])), y[tr]
+    if opts.get("period"):  # once per object, before copies and crops (which keep it)
+        train_t = with_period(train_t)
     if cfg.augment is not None and cfg.augment.balance:
         train_t, y_tr = balance_per_survey(train_t, y_tr, cfg.augment, rng)
     dt_scale, dm_scale = delta_scales(train_t)
-    if opts.get("context"):  # scaled by the training set's own statistics
-        opts["context_mean"], opts["context_std"] = context_stats(train_t)
+    if opts.get("context") or opts.get("period"):  # scaled by the training set's own statistics
+        stats = context_stats(train_t, bool(opts.get("context")), bool(opts.get("period")))
+        opts["context_mean"], opts["context_std"] = stats
     torch.manual_seed(cfg.seed)  # initial weights depend on the seed only
     model = build(
         kind, classes=[str(c) for c in classes], dt_scale=dt_scale, dm_scale=dm_scale, **opts
@@ -229,7 +239,7 @@ def fit(
             yield {**model.inputs(sub), "y": torch.from_numpy(y_tr[idx])}
 
     def loss_fn(net, batch):
-        logits = net(batch["x"], batch["lengths"], batch.get("context"))
+        logits = net(**model_args(batch))
         w = weight.to(logits.device) if weight is not None else None
         loss = F.cross_entropy(logits, batch["y"], weight=w)
         return loss, {"acc": (logits.argmax(1) == batch["y"]).float().mean()}
@@ -241,7 +251,7 @@ def fit(
         total, norm = 0.0, 0.0
         dev = model_device(net)
         for b in val_batches:
-            logits = net(*to_device((b["x"], b["lengths"], b.get("context")), dev)).float().cpu()
+            logits = net(**to_device(model_args(b), dev)).float().cpu()
             w = weight[b["y"]] if weight is not None else torch.ones(len(b["y"]))
             total += float((F.cross_entropy(logits, b["y"], reduction="none") * w).sum())
             norm += float(w.sum())
@@ -315,12 +325,12 @@ def network_proba(model, table: pa.Table, batch_size: int = 256) -> tuple[np.nda
     for b in length_batches(lens[ok], batch_size):
         idx = ok[b]
         inp = model.inputs(table.take(pa.array(idx)))
-        fin = torch.isfinite(inp["x"]).flatten(1).all(1)  # nothing non-finite reaches the model
-        if "context" in inp:
-            fin &= torch.isfinite(inp["context"]).all(1)
+        fin = torch.ones(len(idx), dtype=torch.bool)  # nothing non-finite reaches the model
+        for v in inp.values():
+            fin &= torch.isfinite(v.reshape(len(idx), -1).float()).all(1)
         if fin.any():
             proba[idx[fin.numpy()]] = torch.softmax(
-                model(*(inp[k][fin] if k in inp else None for k in ("x", "lengths", "context"))), -1
+                model(**{k: v[fin] for k, v in inp.items()}), -1
             ).numpy()
     done = np.isfinite(proba).all(1)
     reasons = [
