@@ -84,6 +84,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--out", default=None, help="model folders (default runs/multisurvey_<kind>)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--seed", type=int, default=0, help="split, copies, weights (0: the rows above)"
+    )
     ap.add_argument("--only", default=None, help="run only these runs (e.g. joint)")
     ap.add_argument(
         "--survey-token",
@@ -106,7 +109,7 @@ def main() -> None:
         patience=4,
         max_val=1000,
         augment=AugmentConfig(),
-        seed=0,
+        seed=args.seed,
     )
     test_ids = set().union(*(d[4] for d in data.values()))
     runs = {"joint": list(SURVEYS), **{f"{n}_only": [n] for n in SURVEYS}}
@@ -119,11 +122,13 @@ def main() -> None:
     tag = (
         ("" if args.steps == 1500 else f"_steps{args.steps}")
         + ("_survey_token" if args.survey_token else "")
-        + ("_context" if opts.get("context") else "")
-    )  # rows before the context input have none
+        + ("_context" if opts.get("context") else "")  # rows before the context input have none
+        + (f"_seed{args.seed}" if args.seed else "")
+    )
     command = (
         f"python benchmarks/multisurvey.py --kind {args.kind} --steps {args.steps} --out {args.out} "
         f"--threads {args.threads}"
+        + (f" --seed {args.seed}" if args.seed else "")
         + (f" --only {args.only}" if args.only else "")
         + (" --survey-token" if args.survey_token else "")
     )

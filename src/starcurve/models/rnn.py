@@ -174,6 +174,10 @@ class RNNClassifier(nn.Module):
         super().__init__()
         if not cfg.classes:
             raise StarcurveError("RNNConfig.classes is empty: give the class names")
+        if cfg.fold < 0:
+            raise StarcurveError(
+                f"fold must be 0 (none) or the folded points to read, got {cfg.fold}"
+            )
         if cfg.cell not in ("gru", "lstm"):
             raise StarcurveError(f"cell must be 'gru' or 'lstm', got {cfg.cell!r}")
         self.cfg = cfg
