@@ -398,6 +398,9 @@ def test_period_input_lets_a_network_see_the_period(tmp_path, kind):
     if kind == "rnn":  # the period needs the whole light curve: no streaming
         with pytest.raises(Exception, match="whole light curves only"):
             m.update(m.init_state(), ([1.0, 2.0], [14.0, 14.1], [0.01, 0.01]))
+        with pytest.raises(Exception, match="whole light curves only"):  # before any state file
+            back.update(test, tmp_path / "states")
+        assert not (tmp_path / "states").exists()
 
 
 def saw_sine(n_obj=120, seed=0):

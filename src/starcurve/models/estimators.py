@@ -205,6 +205,7 @@ class NetworkClassifier(Predictor):
                 f"--state: updating with new observations is an RNN feature; a {self.kind} model "
                 "reads whole light curves (predict without --state)"
             )
+        self.net_.check_streaming()  # before any state is read or written
         name = str(getattr(self, "folder_", None) or "this model")
         return StateStore(state_dir, self.net_, self.model_id(), name)
 

@@ -261,6 +261,18 @@ class RNNClassifier(nn.Module):
         """The state of a light curve with no observations yet."""
         return RNNState()
 
+    def check_streaming(self) -> None:
+        """One clear line if this RNN cannot add streamed observations to a state: an input that
+        needs the whole light curve (the survey column, the period, the fold)."""
+        whole = "of the whole light curve"
+        for opt, what in (("surveys", "the survey"), ("period", f"the period {whole}"),
+                          ("fold", f"the folded light curve {whole}")):  # fmt: skip
+            if getattr(self.cfg, opt):
+                raise StarcurveError(
+                    f"this RNN takes {what} as an input (config {opt}); it classifies whole light "
+                    "curves only, not streamed observations"
+                )
+
     @torch.no_grad()
     def update(self, state: RNNState, new_obs) -> RNNState:
         """Add observations ``(t, m)`` or ``(t, m, err)`` (all later than the last one) in O(k).
@@ -286,14 +298,7 @@ class RNNClassifier(nn.Module):
         """``update`` with points that are already clean (sorted, finite, no repeated time stamp,
         as one row of a table the core ``clean`` returned): the caller cleaned them once, on entry.
         Their errors ``e`` are needed by a model with a context input."""
-        whole = "of the whole light curve"
-        for opt, what in (("surveys", "the survey"), ("period", f"the period {whole}"),
-                          ("fold", f"the folded light curve {whole}")):  # fmt: skip
-            if getattr(self.cfg, opt):
-                raise StarcurveError(
-                    f"this RNN takes {what} as an input (config {opt}); it classifies whole light "
-                    "curves only, not streamed observations"
-                )
+        self.check_streaming()
         if state.last_t is not None and len(t):
             if t[0] < state.last_t:
                 raise StarcurveError(
