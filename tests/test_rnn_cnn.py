@@ -445,3 +445,21 @@ def test_fold_input_lets_the_rnn_see_the_shape(tmp_path):
         m(inp["x"], inp["lengths"], inp["context"])
     with pytest.raises(Exception, match="whole light curves only"):
         m.update(m.init_state(), ([1.0, 2.0], [14.0, 14.1], [0.01, 0.01]))
+
+
+def test_candidates_are_chosen_by_validation_loss(tmp_path):
+    """A list of model options trains each candidate on the same split and keeps the one with the
+    lowest validation loss (here the one that can see the folded shape)."""
+    torch.set_num_threads(1)
+    train, test = saw_sine(120, seed=0), saw_sine(60, seed=1)
+    cfg = sup.FitConfig(steps=60, batch_size=32, lr=3e-3, eval_every=20, patience=0)
+    base = {**TINY["rnn"], "context": True}
+    clf = NetworkClassifier("rnn", cfg, [base, {**base, "period": True, "fold": 64}], out_dir=tmp_path)
+    clf.fit_table(train, np.array(train.column(S.LABEL).to_pylist(), object))
+    losses = [c["best_val_loss"] for c in clf.meta_["candidates"]]
+    assert clf.meta_["chosen_candidate"] == int(np.argmin(losses)) == 1, losses
+    assert clf.net_.cfg.fold == 64
+    one = load(tmp_path / "candidate1")  # each candidate keeps its own folder
+    assert np.array_equal(one.predict_proba(test), clf.predict_proba(test))
+    with pytest.raises(Exception, match="empty"):
+        NetworkClassifier("rnn", cfg, [], out_dir=tmp_path / "none").fit_table(train, [])

@@ -146,7 +146,10 @@ class NetworkClassifier(Predictor):
 
     ``fit_config`` (``FitConfig``: steps, early stopping, augmentation) and ``model_options`` (fields
     of ``RNNConfig`` / ``CNNConfig``) are the hyperparameters; ``out_dir`` keeps the run (log,
-    checkpoints; a temporary folder if None)."""
+    checkpoints; a temporary folder if None). ``model_options`` may also be a list of such dicts:
+    each candidate is trained (same seed, so the same validation split and class weights) and the
+    one with the lowest best validation loss is kept, a choice made on the training data alone
+    (``meta_["candidates"]`` records every loss)."""
 
     def __init__(
         self,
@@ -171,10 +174,28 @@ class NetworkClassifier(Predictor):
     def fit_table(self, table: pa.Table, y) -> NetworkClassifier:
         from starcurve.train.supervised import fit
 
-        out = self.out_dir or tempfile.mkdtemp(prefix=f"starcurve_{self.kind}_")
-        self.net_, self.meta_ = fit(self.kind, table, y, out, self.fit_config,
-                                    model_options=self.model_options, desc=self.desc)  # fmt: skip
-        self.meta_.pop("validation_rows", None)  # row numbers of this call's table, not metadata
+        out = Path(self.out_dir or tempfile.mkdtemp(prefix=f"starcurve_{self.kind}_"))
+        options = self.model_options
+        if not isinstance(options, list):
+            self.net_, self.meta_ = fit(self.kind, table, y, out, self.fit_config,
+                                        model_options=options, desc=self.desc)  # fmt: skip
+            self.meta_.pop("validation_rows", None)  # row numbers of this call's table
+            return self
+        if not options:
+            raise StarcurveError("model_options: an empty list of candidates")
+        tried, best = [], None
+        for i, opts in enumerate(options):
+            desc = f"{self.desc or self.kind} [candidate {i + 1}/{len(options)}]"
+            net, meta = fit(self.kind, table, y, out / f"candidate{i}", self.fit_config,
+                            model_options=opts, desc=desc)  # fmt: skip
+            meta.pop("validation_rows", None)
+            loss = meta["train"].get("best_val_loss")
+            tried.append({"model_options": opts, "best_val_loss": loss})
+            # without a validation score (no validation set) the first candidate stays
+            if best is None or (loss is not None and best[0] is not None and loss < best[0]):
+                best = (loss, i, net, meta)
+        _, chosen, self.net_, self.meta_ = best
+        self.meta_["candidates"], self.meta_["chosen_candidate"] = tried, chosen
         return self
 
     def answer(self, table: pa.Table) -> Answers:
