@@ -333,7 +333,13 @@ for _name, _what, _probe in (
     register(
         Method(_name, _what, lambda c: [embedder(c), features(c)], probe=_probe, embedding=True)
     )
-register(Method("rnn", "GRU on (dt, dm) trained on the training set", classifier=_network("rnn")))
+register(
+    Method(
+        "rnn",
+        "GRU on (dt, dm) + context, and the same with the period and fold, kept by validation loss",
+        classifier=_network("rnn"),
+    )
+)
 register(
     Method("cnn", "1-D CNN on (dt, dm) trained on the training set", classifier=_network("cnn"))
 )
