@@ -454,7 +454,9 @@ def test_candidates_are_chosen_by_validation_loss(tmp_path):
     train, test = saw_sine(120, seed=0), saw_sine(60, seed=1)
     cfg = sup.FitConfig(steps=60, batch_size=32, lr=3e-3, eval_every=20, patience=0)
     base = {**TINY["rnn"], "context": True}
-    clf = NetworkClassifier("rnn", cfg, [base, {**base, "period": True, "fold": 64}], out_dir=tmp_path)
+    clf = NetworkClassifier(
+        "rnn", cfg, [base, {**base, "period": True, "fold": 64}], out_dir=tmp_path
+    )
     clf.fit_table(train, np.array(train.column(S.LABEL).to_pylist(), object))
     losses = [c["best_val_loss"] for c in clf.meta_["candidates"]]
     assert clf.meta_["chosen_candidate"] == int(np.argmin(losses)) == 1, losses
