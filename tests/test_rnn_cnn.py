@@ -465,3 +465,20 @@ def test_candidates_are_chosen_by_validation_loss(tmp_path):
     assert np.array_equal(one.predict_proba(test), clf.predict_proba(test))
     with pytest.raises(Exception, match="empty"):
         NetworkClassifier("rnn", cfg, [], out_dir=tmp_path / "none").fit_table(train, [])
+
+
+def test_a_fold_only_model_computes_each_period_once(tmp_path, monkeypatch):
+    """The fold needs the period even without the period input: training computes it once per
+    training light curve (copies and crops keep it), not once per batch."""
+    from starcurve.data import views
+
+    calls = []
+    real = views.periods
+    monkeypatch.setattr(views, "periods", lambda table, **kw: calls.append(1) or real(table, **kw))
+    train = saw_sine(120, seed=0)
+    cfg = sup.FitConfig(steps=30, batch_size=32, eval_every=10, patience=0)
+    opts = {**TINY["rnn"], "fold": 64}
+    m, _ = sup.fit("rnn", train, np.array(train.column(S.LABEL).to_pylist(), object), tmp_path,
+                   cfg, model_options=opts)  # fmt: skip
+    assert m.cfg.fold == 64 and not m.cfg.period
+    assert len(calls) == 2, len(calls)  # the training table, the validation table

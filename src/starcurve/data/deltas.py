@@ -135,6 +135,11 @@ def fold_input(table: pa.Table, n: int) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), w.mask.sum(1)
 
 
+def needs_period(cfg) -> bool:
+    """Whether a model config reads the period (the ``period`` input, or the ``fold`` made with it)."""
+    return bool(getattr(cfg, "period", False) or getattr(cfg, "fold", 0))
+
+
 def context_width(cfg) -> int:
     """Numbers a model config's head reads beside the network (``context``: 2, ``period``: 2)."""
     return 2 * bool(cfg.context) + 2 * bool(getattr(cfg, "period", False))

@@ -183,19 +183,19 @@ class NetworkClassifier(Predictor):
             return self
         if not options:
             raise StarcurveError("model_options: an empty list of candidates")
-        tried, best = [], None
-        for i, opts in enumerate(options):
-            desc = f"{self.desc or self.kind} [candidate {i + 1}/{len(options)}]"
-            net, meta = fit(self.kind, table, y, out / f"candidate{i}", self.fit_config,
-                            model_options=opts, desc=desc)  # fmt: skip
-            meta.pop("validation_rows", None)
-            loss = meta["train"].get("best_val_loss")
-            tried.append({"model_options": opts, "best_val_loss": loss})
-            # without a validation score (no validation set) the first candidate stays
-            if best is None or (loss is not None and best[0] is not None and loss < best[0]):
-                best = (loss, i, net, meta)
-        _, chosen, self.net_, self.meta_ = best
-        self.meta_["candidates"], self.meta_["chosen_candidate"] = tried, chosen
+        fits = [
+            fit(self.kind, table, y, out / f"candidate{i}", self.fit_config, model_options=opts,
+                desc=f"{self.desc or self.kind} [candidate {i + 1}/{len(options)}]")
+            for i, opts in enumerate(options)
+        ]  # fmt: skip
+        losses = [meta["train"].get("best_val_loss") for _, meta in fits]
+        chosen = 0 if None in losses else int(np.argmin(losses))  # no validation set: the first
+        self.net_, self.meta_ = fits[chosen]
+        self.meta_.pop("validation_rows", None)
+        self.meta_["candidates"] = [
+            {"model_options": o, "best_val_loss": v} for o, v in zip(options, losses)
+        ]
+        self.meta_["chosen_candidate"] = chosen
         return self
 
     def answer(self, table: pa.Table) -> Answers:

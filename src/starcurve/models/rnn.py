@@ -39,6 +39,7 @@ from starcurve.data.deltas import (
     context_width,
     fold_input,
     model_context,
+    needs_period,
     rnn_input,
     scaled_context,
     with_period,
@@ -196,7 +197,7 @@ class RNNClassifier(nn.Module):
 
     def inputs(self, table: pa.Table) -> dict[str, torch.Tensor]:
         """Model input of a clean table: x [B, T, 2w] (zero-padded) and the valid steps per row."""
-        if (self.cfg.period or self.cfg.fold) and PERIOD_COLUMN not in table.column_names:
+        if needs_period(self.cfg) and PERIOD_COLUMN not in table.column_names:
             table = with_period(table)  # one periodogram per light curve for both inputs
         x, steps = rnn_input(table, self.cfg.w, self.cfg.stride)
         if self.cfg.surveys:

@@ -45,7 +45,7 @@ from starcurve.data import schema as S
 from starcurve.data import simulate as sim
 from starcurve.data.augment import crop
 from starcurve.data.clean import clean
-from starcurve.data.deltas import with_period
+from starcurve.data.deltas import needs_period, with_period
 from starcurve.errors import StarcurveError
 from starcurve.files import atomic_json
 from starcurve.train.loop import Checkpoint, TrainConfig, model_args, train
@@ -255,7 +255,7 @@ def pretrain(
         """The model's inputs, with a neutral context (the training set's mean): simulated
         magnitudes are the survey's, not the target field's, and the ``eros`` per-class magnitudes
         were calibrated on the whole eros_lmc file; brightness is learnt from real labels only."""
-        if getattr(model.cfg, "period", False) or getattr(model.cfg, "fold", 0):
+        if needs_period(model.cfg):
             # a neutral period (1 day): no periodogram per simulated batch; the period context is
             # replaced below and the folds are learnt from real labels only
             sub = with_period(sub, np.zeros((sub.num_rows, 2)))

@@ -21,6 +21,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import click
 import numpy as np
@@ -43,7 +44,7 @@ from starcurve.cli import (
 from starcurve.data import schema as S
 from starcurve.data.augment import AugmentConfig, balance, batch_augment, crop
 from starcurve.data.clean import clean
-from starcurve.data.deltas import cnn_input, context_stats, with_period
+from starcurve.data.deltas import cnn_input, context_stats, needs_period, with_period
 from starcurve.data.io import read, read_ids
 from starcurve.data.windows import length_batches
 from starcurve.errors import StarcurveError
@@ -194,7 +195,7 @@ def fit(
     rng = np.random.default_rng(cfg.seed)
     tr, va = split_validation(y, cfg.val_frac, rng)
     train_t, y_tr = table.take(pa.array(rows[tr])), y[tr]
-    if opts.get("period"):  # once per object, before copies and crops (which keep it)
+    if needs_period(SimpleNamespace(**opts)):  # once per object, before copies and crops
         train_t = with_period(train_t)
     if cfg.augment is not None and cfg.augment.balance:
         train_t, y_tr = balance_per_survey(train_t, y_tr, cfg.augment, rng)
@@ -376,8 +377,9 @@ FS1_MODEL = {
 # The FS-1 ``rnn`` trains two candidates on each training set and keeps the one with the lower
 # validation loss (its own 15% split): the recipe above, and the same with the period and the folded
 # light curve (``period``, ``fold``; docs/supervised.md). On the development split the period and
-# fold lifted asas_acvs (n = all 0.565 -> 0.642) and cost eros_lmc (0.688 -> 0.657); the validation
-# loss picks the better one on each (2026-12-07).
+# fold lifted asas_acvs (n = all, fold 0: 0.585 -> 0.642) and were 0.657 / 0.745 / 0.698 against
+# 0.688 / 0.687 / 0.684 on eros_lmc (folds 0-2); choosing by validation loss was never below the
+# context recipe there (asas 0.642, eros 0.688 / 0.745 / 0.684; 2026-12-07).
 FS1_CANDIDATES = {"rnn": [FS1_MODEL["rnn"], {**FS1_MODEL["rnn"], "period": True, "fold": 200}]}
 # FS-1 ``rnn-sim`` / ``cnn-sim``: the budget above, after a stage 1 of 6,000 steps (384,000 simulated
 # light curves of the training data's own survey, batch 64). Until 2026-12-07 stage 1 had 1,500 steps
