@@ -48,7 +48,7 @@ VARIANTS = {
     "context": ({}, {}, {"context": True}),  # mean magnitude and log10 mean error at the head
     "sim10x": ({"pretrain_sim": replace(sup.FS1_SIM, n=960_000)}, {}, {}),
     "period": ({}, {}, {"period": True}),  # log10 best period and peak power at the head
-    "fold": ({}, {}, {"fold": 200}),  # RNN: a second GRU on the light curve folded at 2 P
+    "fold": ({}, {}, {"fold": 200}),  # a second GRU / conv stack on the light curve folded at 2 P
 }
 
 

@@ -421,8 +421,9 @@ def saw_sine(n_obj=120, seed=0):
     )
 
 
-def test_fold_input_lets_the_rnn_see_the_shape(tmp_path):
-    """Period and peak power alone give 0.88 here; the folded light curve makes it easy."""
+@pytest.mark.parametrize("kind", ["rnn", "cnn"])
+def test_fold_input_lets_a_network_see_the_shape(tmp_path, kind):
+    """Period and peak power alone give 0.88 here (RNN and CNN); the folded light curve makes it easy."""
     from starcurve.data.deltas import fold_input
 
     torch.set_num_threads(1)
@@ -434,8 +435,8 @@ def test_fold_input_lets_the_rnn_see_the_shape(tmp_path):
     labels = np.array(train.column(S.LABEL).to_pylist(), object)
     truth = np.array(test.column(S.LABEL).to_pylist())
     cfg = sup.FitConfig(steps=60, batch_size=32, lr=3e-3, eval_every=20, patience=0)
-    opts = {**TINY["rnn"], "context": True, "period": True, "fold": 64}
-    m, _ = sup.fit("rnn", train, labels, tmp_path, cfg, model_options=opts)
+    opts = {**TINY[kind], "context": True, "period": True, "fold": 64}
+    m, _ = sup.fit(kind, train, labels, tmp_path, cfg, model_options=opts)
     proba, _ = sup.network_proba(m, test)
     assert (np.array(m.cfg.classes)[proba.argmax(1)] == truth).mean() > 0.95
     back = load(tmp_path)
@@ -443,8 +444,12 @@ def test_fold_input_lets_the_rnn_see_the_shape(tmp_path):
     inp = m.inputs(test)
     with pytest.raises(Exception, match="folded"):
         m(inp["x"], inp["lengths"], inp["context"])
-    with pytest.raises(Exception, match="whole light curves only"):
-        m.update(m.init_state(), ([1.0, 2.0], [14.0, 14.1], [0.01, 0.01]))
+    if kind == "rnn":
+        with pytest.raises(Exception, match="whole light curves only"):
+            m.update(m.init_state(), ([1.0, 2.0], [14.0, 14.1], [0.01, 0.01]))
+    else:  # a fold too short for the convolutions is a clear error
+        with pytest.raises(Exception, match="fold=5 is too short"):
+            sup.fit(kind, train, labels, tmp_path / "short", cfg, model_options={**opts, "fold": 5})
 
 
 def test_candidates_are_chosen_by_validation_loss(tmp_path):

@@ -10,6 +10,11 @@ ReLU) applied with shared weights to the dt and the dm sequence; the two outputs
 flattened, dropout 0.5, dense 128 tanh, dropout 0.5, linear to class logits (softmax at prediction).
 The second ReLU follows the authors' code (both Conv1D layers use ``activation='relu'``);
 ``relu2=False`` drops it. Light curves with fewer than ``min_obs`` observations are not classified.
+
+Optional inputs (``deltas``): ``context`` and ``period`` join the head; ``fold`` = n reads at most n
+points of the light curve folded at twice its best period ([phase, mag / dm_scale], sorted by phase,
+``deltas.fold_input``) with a second convolution stack of the same shape (its own weights), flattened
+and joined to the head beside the difference convolutions.
 """
 
 from __future__ import annotations
@@ -21,7 +26,16 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from starcurve.data.deltas import cnn_input, context_width, model_context, scaled_context
+from starcurve.data.deltas import (
+    PERIOD_COLUMN,
+    cnn_input,
+    context_width,
+    fold_input,
+    model_context,
+    needs_period,
+    scaled_context,
+    with_period,
+)
 from starcurve.errors import StarcurveError
 
 
@@ -43,6 +57,9 @@ class CNNConfig:
     # context input (``deltas.context_input``: mean magnitude, log10 mean error) joined to the head
     context: bool = False
     period: bool = False  # log10 best period and peak power (``deltas.context_input``), after it
+    fold: int = (
+        0  # folded points read by a second convolution stack (``deltas.fold_input``); 0: none
+    )
     context_mean: list[float] = field(default_factory=lambda: [0.0, 0.0])  # set by training
     context_std: list[float] = field(default_factory=lambda: [1.0, 1.0])
 
@@ -55,33 +72,51 @@ class CNNClassifier(nn.Module):
         if not cfg.classes:
             raise StarcurveError("CNNConfig.classes is empty: give the class names")
         self.cfg = cfg
-        conv_len = (cfg.n - cfg.kernel) // cfg.stride + 1
-        conv_len = (conv_len - cfg.kernel) // cfg.stride + 1
-        if conv_len < 1:
+        if cfg.fold < 0:
             raise StarcurveError(
-                f"n={cfg.n} is too short for two convolutions of kernel {cfg.kernel}"
+                f"fold must be 0 (none) or the folded points to read, got {cfg.fold}"
             )
-        self.conv = nn.Sequential(
-            nn.Conv1d(1, cfg.filters1, cfg.kernel, cfg.stride),
-            nn.ReLU(),
-            nn.Conv1d(cfg.filters1, cfg.filters2, cfg.kernel, cfg.stride),
-            nn.ReLU() if cfg.relu2 else nn.Identity(),
-        )
+        width = 2 * cfg.filters2 * self._conv_len(cfg.n, "n")
+        self.conv = self._stack(1)
+        if cfg.fold:
+            width += cfg.filters2 * self._conv_len(cfg.fold, "fold")
+            self.fold_conv = self._stack(2)
         self.head = nn.Sequential(
             nn.Flatten(),
             nn.Dropout(cfg.dropout),
-            nn.Linear(2 * cfg.filters2 * conv_len + context_width(cfg), cfg.dense),
+            nn.Linear(width + context_width(cfg), cfg.dense),
             nn.Tanh(),
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.dense, len(cfg.classes)),
         )
 
+    def _conv_len(self, n: int, name: str) -> int:
+        """Length after the two convolutions of a sequence of ``n``; a clear error if too short."""
+        k, s = self.cfg.kernel, self.cfg.stride
+        out = ((n - k) // s + 1 - k) // s + 1
+        if n < k or out < 1:
+            raise StarcurveError(f"{name}={n} is too short for two convolutions of kernel {k}")
+        return out
+
+    def _stack(self, channels: int) -> nn.Sequential:
+        cfg = self.cfg
+        return nn.Sequential(
+            nn.Conv1d(channels, cfg.filters1, cfg.kernel, cfg.stride),
+            nn.ReLU(),
+            nn.Conv1d(cfg.filters1, cfg.filters2, cfg.kernel, cfg.stride),
+            nn.ReLU() if cfg.relu2 else nn.Identity(),
+        )
+
     def inputs(self, table: pa.Table) -> dict[str, torch.Tensor]:
         """Model input of a clean table: x [B, 2, n] and the number of observations used."""
+        if needs_period(self.cfg) and PERIOD_COLUMN not in table.column_names:
+            table = with_period(table)  # one periodogram per light curve for both inputs
         x, lens = cnn_input(table, self.cfg.n)
         out = {"x": torch.from_numpy(x), "lengths": torch.from_numpy(lens.astype(np.int64))}
         if context_width(self.cfg):  # of the whole light curve, not only of its first n points
             out["context"] = torch.from_numpy(model_context(self.cfg, table))
+        if self.cfg.fold:
+            out["fold"] = torch.from_numpy(fold_input(table, self.cfg.fold)[0])
         return out
 
     def forward(
@@ -89,15 +124,24 @@ class CNNClassifier(nn.Module):
         x: torch.Tensor,
         lengths: torch.Tensor | None = None,
         context: torch.Tensor | None = None,
+        fold: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Class logits [B, C]. ``lengths`` is unused: padding is zeros, as published. A model with
-        ``config.context`` / ``period`` joins the scaled ``context`` [B, k] to the flattened convolutions."""
+        ``config.context`` / ``period`` joins the scaled ``context`` [B, k] to the flattened
+        convolutions; one with ``config.fold`` the flattened convolutions of ``fold`` [B, n, 2]."""
         b = x.shape[0]
         dt = torch.log1p(x[:, 0].clamp(min=0)) / self.cfg.dt_scale
         dm = x[:, 1] / self.cfg.dm_scale
         # the same convolutions (shared weights) on both sequences, in one call
         z = self.conv(torch.cat([dt, dm], 0)[:, None, :])
-        z = torch.cat([z[:b], z[b:]], dim=1)
+        z = torch.cat([z[:b], z[b:]], dim=1).flatten(1)
+        if self.cfg.fold:
+            if fold is None or fold.shape[1] != self.cfg.fold:
+                raise StarcurveError(
+                    f"this CNN reads {self.cfg.fold} folded points (config fold): pass fold"
+                )
+            f = torch.cat([fold[..., :1], fold[..., 1:] / self.cfg.dm_scale], -1)
+            z = torch.cat([z, self.fold_conv(f.transpose(1, 2)).flatten(1)], 1)
         if not context_width(self.cfg):
             return self.head(z)
         c = scaled_context(context, self.cfg, z, "CNN")
