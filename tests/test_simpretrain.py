@@ -180,10 +180,13 @@ def test_fs1_rnn_sim_method(tmp_path, monkeypatch):
 @pytest.mark.parametrize("period", [False, True])
 def test_stage_one_gives_a_context_model_a_neutral_context(tmp_path, monkeypatch, period):
     """Simulated magnitudes are not the target field's: stage 1 sees the training set's mean
-    context on every light curve, so brightness is learnt from the real labels only (and so is
-    the period, for a model with the period input: no periodogram per simulated batch)."""
-    seen = []
-    real_batches = sp.sim_batches
+    magnitude and error on every light curve, so brightness is learnt from the real labels only.
+    A period model gets each simulated light curve's own period, computed once per light curve
+    (not per batch)."""
+    from starcurve.data import views
+
+    seen, calls = [], []
+    real_batches, real_periods = sp.sim_batches, views.periods
 
     def spy(inputs, *args, **kw):
         for batch in real_batches(inputs, *args, **kw):
@@ -191,14 +194,23 @@ def test_stage_one_gives_a_context_model_a_neutral_context(tmp_path, monkeypatch
             yield batch
 
     monkeypatch.setattr(sp, "sim_batches", spy)
+    monkeypatch.setattr(
+        views, "periods", lambda t, **kw: calls.append(t.num_rows) or real_periods(t, **kw)
+    )
     table, _ = clean(real_like(40))
     labels = np.array(table.column(S.LABEL).to_pylist(), object)
     cfg = sup.FitConfig(steps=2, eval_every=2, batch_size=16,
                         pretrain_sim=sp.SimPretrain(surveys="asas", n=48, chunk=64))  # fmt: skip
     opts = {**TINY_RNN, "context": True, "period": period}
     m, _ = sup.fit("rnn", table, labels, tmp_path, cfg, model_options=opts)
-    assert len(seen) == 3 and all(torch.allclose(c, torch.tensor(m.cfg.context_mean)) for c in seen)
-    assert seen[0].shape[1] == 2 + 2 * period
+    assert len(seen) == 3 and seen[0].shape[1] == 2 + 2 * period
+    mean = torch.tensor(m.cfg.context_mean)
+    assert all(torch.allclose(c[:, :2], mean[:2].expand(len(c), 2)) for c in seen)
+    if period:  # the simulated light curves' own periods: they differ, and one periodogram each
+        assert torch.cat(seen)[:, 2].std() > 0.1
+        # the real training and validation tables, then the one simulated chunk the 3 batches
+        # came from (64 light curves): one periodogram call per table, none per batch
+        assert len(calls) == 3 and calls[2] == 64, calls
     # the real data's context is not constant: stage 2 does see it
     real = m.inputs(table)["context"]
     assert real[:, 0].std() > 0.1

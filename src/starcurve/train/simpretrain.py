@@ -19,8 +19,10 @@ one loop (``train/loop.py``); stage 1 keeps its log and checkpoint in ``OUT/pret
   (``chunk`` objects, split between the surveys) at a time with ``simulate_range(survey, j * m,
   (j + 1) * m, classes, seed)``, so chunk ``j`` depends on (survey, classes, seed, j) only, a resumed
   run replays it exactly, and no more than one chunk is ever in memory. Each chunk goes through the
-  core ``clean`` (light curves shorter than the model's ``min_obs`` dropped), is shuffled, cut (RNN:
-  random stretches of ``train_max_obs`` points, as for the real data) and batched.
+  core ``clean`` (light curves shorter than the model's ``min_obs`` dropped), gets each light curve's
+  period from its own periodogram for a model that reads it (``period`` / ``fold``; once per light
+  curve, before cuts, as ``fit`` does for real ones; cached with ``STARCURVE_CACHE``), is shuffled,
+  cut (RNN: random stretches of ``train_max_obs`` points, as for the real data) and batched.
 - **Budget.** Stage 1 runs ``ceil(n / batch_size)`` steps (``n`` simulated light curves, each seen
   once), no early stopping; the real validation loss after stage 1 is recorded in the meta.
 - **Scales.** The input scales (dt, dm) are the real training set's, measured before stage 1.
@@ -176,9 +178,11 @@ def sim_batches(
     chunk: int = 1024,
     min_obs: int = 20,
     max_obs: int = 0,
+    period: bool = False,
 ) -> Iterator[dict]:
     """Training batches ``{x, lengths, y}`` of simulated light curves, forever; ``y`` indexes the
-    real ``classes`` (through ``mapping``). ``inputs`` is the model's ``inputs``. A chunk holds at
+    real ``classes`` (through ``mapping``). ``inputs`` is the model's ``inputs``; ``period``: each
+    light curve's period is computed once, on the whole simulated light curve. A chunk holds at
     least two batches; 20 chunks in a row without a batch (light curves shorter than ``min_obs``)
     are an error rather than an endless loop."""
     index = {c: i for i, c in enumerate(classes)}
@@ -191,6 +195,8 @@ def sim_batches(
                 f"simulator pretraining: the simulated {', '.join(surveys)} light curves of "
                 f"{sim_classes} rarely have {min_obs} observations; use another survey"
             )
+        if period:
+            table = with_period(table)
         rng = np.random.default_rng([seed, j])
         y = np.array([index[mapping[v]] for v in table.column(S.LABEL).to_pylist()], np.int64)
         order = rng.permutation(table.num_rows)
@@ -252,23 +258,19 @@ def pretrain(
     max_obs = getattr(model.cfg, "train_max_obs", 0)
 
     def inputs(sub: pa.Table) -> dict:
-        """The model's inputs, with a neutral context (the training set's mean): simulated
-        magnitudes are the survey's, not the target field's, and the ``eros`` per-class magnitudes
-        were calibrated on the whole eros_lmc file; brightness is learnt from real labels only."""
-        if needs_period(model.cfg):
-            # a neutral period (1 day): no periodogram per simulated batch; the period context is
-            # replaced below and the folds are learnt from real labels only
-            sub = with_period(sub, np.zeros((sub.num_rows, 2)))
+        """The model's inputs, with a neutral context (the training set's mean magnitude and error):
+        simulated magnitudes are the survey's, not the target field's, and the ``eros`` per-class
+        magnitudes were calibrated on the whole eros_lmc file; brightness is learnt from real labels
+        only. The period numbers (after the context) are the simulated light curve's own."""
         out = model.inputs(sub)
-        if "context" in out:
-            out["context"] = (
-                out["context"].new_tensor(model.cfg.context_mean).expand_as(out["context"])
-            )
+        if model.cfg.context:
+            out["context"][:, :2] = out["context"].new_tensor(model.cfg.context_mean[:2])
         return out
 
     def batches():
         return sim_batches(inputs, list(classes), mapping, surveys, batch_size, seed=seed,
-                           chunk=int(sp.chunk), min_obs=model.cfg.min_obs, max_obs=max_obs)  # fmt: skip
+                           chunk=int(sp.chunk), min_obs=model.cfg.min_obs, max_obs=max_obs,
+                           period=needs_period(model.cfg))  # fmt: skip
 
     tcfg = TrainConfig(
         steps=steps,

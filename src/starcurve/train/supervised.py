@@ -391,7 +391,7 @@ FS1_SIM = SimPretrain(surveys="auto", n=384_000)
 def fs1_estimator(kind: str, seed: int, out_dir, sim: bool = False):
     """The FS-1 ``rnn`` / ``cnn`` method: the network with the budget above, on the training set only
     (``sim``: pretrained on simulations of the training data's survey first, ``rnn-sim``/``cnn-sim``,
-    with ``FS1_MODEL`` only: stage 1 carries no period); ``FS1_CANDIDATES`` where a kind has them."""
+    with ``FS1_MODEL`` only: the period / fold candidate was never scored after a stage 1); ``FS1_CANDIDATES`` where a kind has them."""
     from starcurve.models.estimators import NetworkClassifier
 
     return NetworkClassifier(
