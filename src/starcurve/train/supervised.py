@@ -380,7 +380,14 @@ FS1_MODEL = {
 # fold lifted asas_acvs (n = all, fold 0: 0.585 -> 0.642) and were 0.657 / 0.745 / 0.698 against
 # 0.688 / 0.687 / 0.684 on eros_lmc (folds 0-2); choosing by validation loss was never below the
 # context recipe there (asas 0.642, eros 0.688 / 0.745 / 0.684; 2026-12-07).
-FS1_CANDIDATES = {"rnn": [FS1_MODEL["rnn"], {**FS1_MODEL["rnn"], "period": True, "fold": 200}]}
+# The FS-1 ``cnn`` is the context recipe with the period and the folded light curve (its own
+# convolution stack): on the development split (n = all) 0.655 / 0.663 / 0.644 against 0.557 / 0.594 /
+# 0.586 on eros_lmc (folds 0-2) and 0.620 against 0.519 on asas_acvs (fold 0), above in every cell, so
+# one recipe, no choice (2026-12-07, third session; docs/supervised.md).
+FS1_CANDIDATES = {
+    "rnn": [FS1_MODEL["rnn"], {**FS1_MODEL["rnn"], "period": True, "fold": 200}],
+    "cnn": [{**FS1_MODEL["cnn"], "period": True, "fold": 200}],
+}
 # FS-1 ``rnn-sim`` / ``cnn-sim``: the budget above, after a stage 1 of 6,000 steps (384,000 simulated
 # light curves of the training data's own survey, batch 64). Until 2026-12-07 stage 1 had 1,500 steps
 # (96,000); four times as many was better at n = 20 / 100 / all on the development split of eros_lmc
@@ -388,16 +395,21 @@ FS1_CANDIDATES = {"rnn": [FS1_MODEL["rnn"], {**FS1_MODEL["rnn"], "period": True,
 FS1_SIM = SimPretrain(surveys="auto", n=384_000)
 
 
+def _one_or_list(options: list[dict]):
+    """One model's options as they are; several: the candidates ``NetworkClassifier`` chooses from."""
+    return options[0] if len(options) == 1 else options
+
+
 def fs1_estimator(kind: str, seed: int, out_dir, sim: bool = False):
-    """The FS-1 ``rnn`` / ``cnn`` method: the network with the budget above, on the training set only
-    (``sim``: pretrained on simulations of the training data's survey first, ``rnn-sim``/``cnn-sim``,
-    with ``FS1_MODEL`` only: the period / fold candidate was never scored after a stage 1); ``FS1_CANDIDATES`` where a kind has them."""
+    """The FS-1 ``rnn`` / ``cnn`` method: ``FS1_CANDIDATES`` with the budget above, on the training set
+    only (``sim``: ``rnn-sim`` / ``cnn-sim``, pretrained on simulations of the training data's survey
+    first, with ``FS1_MODEL``: the period and fold were never scored after a stage 1)."""
     from starcurve.models.estimators import NetworkClassifier
 
     return NetworkClassifier(
         kind,
         replace(FS1_FIT[kind], seed=seed, pretrain_sim=FS1_SIM if sim else None),
-        FS1_MODEL[kind] if sim else FS1_CANDIDATES.get(kind, FS1_MODEL[kind]),
+        FS1_MODEL[kind] if sim else _one_or_list(FS1_CANDIDATES[kind]),
         out_dir=out_dir,
         desc=f"FS-1 {kind}" + ("-sim" if sim else ""),
     )
