@@ -49,6 +49,7 @@ VARIANTS = {
     "sim10x": ({"pretrain_sim": replace(sup.FS1_SIM, n=960_000)}, {}, {}),
     "period": ({}, {}, {"period": True}),  # log10 best period and peak power at the head
     "fold": ({}, {}, {"fold": 200}),  # a second GRU / conv stack on the light curve folded at 2 P
+    "kernel21": ({}, {}, {"kernel": 21}),  # CNN: half the published kernel (both stacks)
 }
 
 
