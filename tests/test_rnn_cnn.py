@@ -210,13 +210,16 @@ def test_fs1_cell_labels_every_test_object(tmp_path, monkeypatch):
     ids = np.array(table.column(S.ID).to_pylist())
     data = fs.FS1Data(table, ids, np.array(table.column(S.LABEL).to_pylist()), ["loud", "quiet"], {},
                       np.arange(table.num_rows) >= train.num_rows, {}, notes={})  # fmt: skip
-    monkeypatch.setitem(sup.FS1_MODEL, "cnn", TINY["cnn"])
+    # the FS-1 recipe's inputs (context, period, fold) on a tiny network
+    recipe = {**TINY["cnn"], "context": True, "period": True, "fold": 32}
+    monkeypatch.setitem(sup.FS1_CANDIDATES, "cnn", [recipe])
     clf = fs.METHODS["cnn"].classifier(None, 0, tmp_path)
     rows = np.arange(train.num_rows)
     pred, sec = fs._classify(clf, data, rows, data.labels[rows], tmp_path)
     assert pred.shape == (12,) and set(pred) <= {"quiet", "loud"} and sec > 0
     skipped = json.loads((tmp_path / "fs1_predict.json").read_text())["skipped_test_objects"]
     assert skipped == int((S.lengths(test) < 20).sum())
+    assert clf.net_.cfg.fold == 32 and clf.net_.cfg.period
 
 
 def test_multi_survey_balancing_replicates_a_class_rare_in_one_survey():
