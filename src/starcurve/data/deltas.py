@@ -184,3 +184,14 @@ def scaled_context(context, cfg, like, kind: str):
         )
     c = context.to(like.device, like.dtype)
     return (c - c.new_tensor(cfg.context_mean)) / c.new_tensor(cfg.context_std)
+
+
+def scaled_fold(fold, cfg, kind: str):
+    """A model's folded input ``fold`` [B, n, 2] ([phase, magnitude]) with magnitudes in training-set
+    units (``cfg.dm_scale``); a clear error if it is missing or not ``cfg.fold`` points long."""
+    if fold is None or tuple(fold.shape[1:]) != (cfg.fold, 2):
+        raise StarcurveError(
+            f"this {kind} reads {cfg.fold} folded points (config fold): pass fold (the model's "
+            "inputs() builds it)"
+        )
+    return fold * fold.new_tensor([1.0, 1.0 / cfg.dm_scale])

@@ -34,6 +34,7 @@ from starcurve.data.deltas import (
     model_context,
     needs_period,
     scaled_context,
+    scaled_fold,
     with_period,
 )
 from starcurve.errors import StarcurveError
@@ -57,9 +58,8 @@ class CNNConfig:
     # context input (``deltas.context_input``: mean magnitude, log10 mean error) joined to the head
     context: bool = False
     period: bool = False  # log10 best period and peak power (``deltas.context_input``), after it
-    fold: int = (
-        0  # folded points read by a second convolution stack (``deltas.fold_input``); 0: none
-    )
+    # folded points read by a second convolution stack (``deltas.fold_input``); 0: none
+    fold: int = 0
     context_mean: list[float] = field(default_factory=lambda: [0.0, 0.0])  # set by training
     context_std: list[float] = field(default_factory=lambda: [1.0, 1.0])
 
@@ -136,12 +136,8 @@ class CNNClassifier(nn.Module):
         z = self.conv(torch.cat([dt, dm], 0)[:, None, :])
         z = torch.cat([z[:b], z[b:]], dim=1).flatten(1)
         if self.cfg.fold:
-            if fold is None or fold.shape[1] != self.cfg.fold:
-                raise StarcurveError(
-                    f"this CNN reads {self.cfg.fold} folded points (config fold): pass fold"
-                )
-            f = torch.cat([fold[..., :1], fold[..., 1:] / self.cfg.dm_scale], -1)
-            z = torch.cat([z, self.fold_conv(f.transpose(1, 2)).flatten(1)], 1)
+            f = scaled_fold(fold, self.cfg, "CNN").transpose(1, 2)
+            z = torch.cat([z, self.fold_conv(f).flatten(1)], 1)
         if not context_width(self.cfg):
             return self.head(z)
         c = scaled_context(context, self.cfg, z, "CNN")

@@ -149,7 +149,7 @@ class NetworkClassifier(Predictor):
     checkpoints; a temporary folder if None). ``model_options`` may also be a list of such dicts:
     each candidate is trained (same seed, so the same validation split and class weights) and the
     one with the lowest best validation loss is kept, a choice made on the training data alone
-    (``meta_["candidates"]`` records every loss)."""
+    (``meta_["candidates"]`` records every loss); a list of one is that one model."""
 
     def __init__(
         self,
@@ -176,6 +176,8 @@ class NetworkClassifier(Predictor):
 
         out = Path(self.out_dir or tempfile.mkdtemp(prefix=f"starcurve_{self.kind}_"))
         options = self.model_options
+        if isinstance(options, list) and len(options) == 1:
+            options = options[0]  # one candidate: nothing to choose
         if not isinstance(options, list):
             self.net_, self.meta_ = fit(self.kind, table, y, out, self.fit_config,
                                         model_options=options, desc=self.desc)  # fmt: skip

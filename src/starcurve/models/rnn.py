@@ -42,6 +42,7 @@ from starcurve.data.deltas import (
     needs_period,
     rnn_input,
     scaled_context,
+    scaled_fold,
     with_period,
 )
 from starcurve.data.io import from_arrays
@@ -241,14 +242,8 @@ class RNNClassifier(nn.Module):
         """
         h = last_state(self.rnn(self.scale(x))[0], lengths)
         if self.cfg.fold:
-            if fold is None or fold_lengths is None:
-                raise StarcurveError(
-                    "this RNN reads the folded light curve (config fold): pass fold"
-                )
-            phase, mag = fold[..., :1], fold[..., 1:] / self.cfg.dm_scale
-            h = torch.cat(
-                [h, last_state(self.fold_rnn(torch.cat([phase, mag], -1))[0], fold_lengths)], 1
-            )
+            f = scaled_fold(None if fold_lengths is None else fold, self.cfg, "RNN")
+            h = torch.cat([h, last_state(self.fold_rnn(f)[0], fold_lengths)], 1)
         return self.logits(h, context)
 
     def logits(self, h: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:

@@ -395,11 +395,6 @@ FS1_CANDIDATES = {
 FS1_SIM = SimPretrain(surveys="auto", n=384_000)
 
 
-def _one_or_list(options: list[dict]):
-    """One model's options as they are; several: the candidates ``NetworkClassifier`` chooses from."""
-    return options[0] if len(options) == 1 else options
-
-
 def fs1_estimator(kind: str, seed: int, out_dir, sim: bool = False):
     """The FS-1 ``rnn`` / ``cnn`` method: ``FS1_CANDIDATES`` with the budget above, on the training set
     only (``sim``: ``rnn-sim`` / ``cnn-sim``, pretrained on simulations of the training data's survey
@@ -409,7 +404,7 @@ def fs1_estimator(kind: str, seed: int, out_dir, sim: bool = False):
     return NetworkClassifier(
         kind,
         replace(FS1_FIT[kind], seed=seed, pretrain_sim=FS1_SIM if sim else None),
-        FS1_MODEL[kind] if sim else _one_or_list(FS1_CANDIDATES[kind]),
+        FS1_MODEL[kind] if sim else FS1_CANDIDATES[kind],
         out_dir=out_dir,
         desc=f"FS-1 {kind}" + ("-sim" if sim else ""),
     )
