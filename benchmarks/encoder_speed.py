@@ -113,10 +113,13 @@ def section_embed(args, res: dict) -> None:
         print(name, res["embed"][name], flush=True)
 
 
-def flops_per_window(cfg, t: int = 200) -> float:
-    """Forward FLOPs of one full window (matrix multiplications and attention only)."""
+def flops_per_window(cfg, t: int = 200, attention: bool = True) -> float:
+    """Forward FLOPs of one full window (matrix multiplications and attention only; ``attention=False``:
+    without the two products of attention, QK^T and its product with V)."""
     d, f = cfg.d_model, cfg.d_ff
-    per_token = 4 * d * d + 2 * d * f + 2 * t * d + (2 * d * d if cfg.residual == "proj" else 0)
+    per_token = (
+        4 * d * d + 2 * d * f + 2 * t * d * attention + (2 * d * d if cfg.residual == "proj" else 0)
+    )
     return 2.0 * per_token * t * cfg.n_layers
 
 

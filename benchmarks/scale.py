@@ -9,7 +9,10 @@ Sections (``--sections``, comma separated):
   re-run with the same command: same rows and vectors as an uninterrupted run, and only the
   missing partitions computed.
 - ``roofline``: matmul GFLOP/s (float32, bfloat16) beside the encoder's windows/s
-  (``encoder_speed.embed_speed``), in one run, one thread: the fraction of the roofline.
+  (``encoder_speed.embed_speed``), in one run, one thread: the fraction of the roofline. Also the
+  ceiling that PyTorch's fused CPU attention kernel sets: that kernel alone at the encoder's shape
+  (``attention_seconds``), plus the other matrix products at the matmul rate, is the least time a
+  batch can take, whatever else is fused or removed.
 
 Usage: nice -n 15 python benchmarks/scale.py --sections throughput,memory,kill,roofline
        [--n 2000] [--rounds 2] [--memory-sizes 2000,10000,100000] [--kill-n 2000] [--kill-obs 60]
@@ -249,6 +252,23 @@ def matmul_gflops(dtype, n: int = 1024, seconds: float = 1.0, repeats: int = 3) 
     return best
 
 
+def attention_seconds(cfg, batch: int, dtype, t: int = 200, repeats: int = 5) -> float:
+    """Seconds of ``F.scaled_dot_product_attention`` for one batch of full windows through every
+    layer, at the encoder's shape and with its key mask (the call ``encoder.Attention`` makes)."""
+    q, k, v = (torch.randn(batch, cfg.n_heads, t, cfg.d_model // cfg.n_heads).to(dtype)
+               for _ in range(3))  # fmt: skip
+    keys = torch.ones(batch, 1, 1, t, dtype=torch.bool)
+    att = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keys)
+    with torch.inference_mode():
+        att()
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            att()
+            best = min(best, time.perf_counter() - t0)
+    return best * cfg.n_layers
+
+
 def section_roofline(args, res: dict, tmp: Path) -> None:
     model = load_model(args.roofline_model).encoder
     w = synthetic_windows(args.windows)
@@ -265,12 +285,21 @@ def section_roofline(args, res: dict, tmp: Path) -> None:
         out[name] = {"matmul_gflops": round(peak, 1), "windows_per_s": round(wps, 1),
                      "encoder_gflops": round(wps * gflop, 1),
                      "fraction_of_matmul": round(wps * gflop / peak, 3)}  # fmt: skip
+        # the ceiling: the attention kernel as it is, every other matrix product at the matmul rate
+        att = attention_seconds(model.config, BATCH, dtype)
+        linear_gflop = flops_per_window(model.config, attention=False) / 1e9
+        best = BATCH / (att + BATCH * linear_gflop / peak)
+        out[name].update(attention_s_per_batch=round(att, 5), ceiling_windows_per_s=round(best, 1),
+                         ceiling_fraction_of_matmul=round(best * gflop / peak, 3))  # fmt: skip
         if bf16:
             ref = embed_speed(model, sub, BATCH, repeats=1)[1]
             out[name]["max_abs_diff_vs_float32"] = float(np.abs(vec - ref).max())
         print("roofline", name, out[name], flush=True)
     out["bfloat16_over_float32_windows"] = round(
         out["bfloat16"]["windows_per_s"] / out["float32"]["windows_per_s"], 3
+    )
+    out["bfloat16_ceiling_over_float32_windows"] = round(
+        out["bfloat16"]["ceiling_windows_per_s"] / out["float32"]["windows_per_s"], 3
     )
     out["model"] = args.roofline_model or f"shipped {model.config.name}"
     res[

@@ -50,6 +50,7 @@ VARIANTS = {
     "period": ({}, {}, {"period": True}),  # log10 best period and peak power at the head
     "fold": ({}, {}, {"fold": 200}),  # a second GRU / conv stack on the light curve folded at 2 P
     "kernel21": ({}, {}, {"kernel": 21}),  # CNN: half the published kernel (both stacks)
+    "fold400": ({}, {}, {"fold": 400}),  # twice as many folded points (after "fold" in a variant)
 }
 
 
