@@ -23,6 +23,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from starcurve.data.augment import AugmentConfig
@@ -54,8 +55,60 @@ VARIANTS = {
 }
 
 
+ENSEMBLE = (
+    "ens3"  # a variant part: three seeds (split, init, batches) trained, probabilities averaged
+)
+
+
+class SeedAverage:
+    """Development only: ``members`` classifiers (made by ``make(seed)``) trained on the same rows,
+    their probabilities averaged (a row any member cannot classify is not classified). Each member's
+    own labels are kept in ``meta_["member_labels"]`` to score it alone against the same test rows."""
+
+    def __init__(self, make, seed: int, members: int = 3):
+        self.members = [make(seed + 1000 * k) for k in range(members)]
+
+    def fit_table(self, table, y):
+        for m in self.members:
+            m.fit_table(table, y)
+        self.classes_, self.meta_ = self.members[0].classes_, {}
+        return self
+
+    def answer(self, table):
+        from starcurve.models.estimators import Answers
+
+        answers = [m.answer(table) for m in self.members]
+        self.meta_["member_labels"] = [
+            [None if v is None else str(v) for v in self.labels(a.proba)] for a in answers
+        ]
+        return Answers.nonfinite(np.mean([a.proba for a in answers], 0))
+
+    def labels(self, proba):
+        return self.members[0].labels(proba)
+
+
+def members_f1(dev, run_dir: Path) -> dict:
+    """Macro F1 of each ensemble member alone, per cell (unclassified rows: the cell's fallback class)."""
+    from sklearn.metrics import f1_score
+
+    y_test, out = dev.labels[dev.test].astype(str), {}
+    for cell in sorted((run_dir / "cells").glob("f*_n*")):
+        p = json.loads((cell / "fs1_predict.json").read_text())
+        out[cell.name] = [
+            float(
+                f1_score(
+                    y_test,
+                    [p["fallback_class"] if v is None else v for v in labels],
+                    average="macro",
+                )
+            )
+            for labels in p["member_labels"]
+        ]
+    return out
+
+
 def changes(variant: str) -> tuple[dict, dict, dict]:
-    parts = variant.split("+")
+    parts = [p for p in variant.split("+") if p != ENSEMBLE]
     if variant != "forest" and not all(p in VARIANTS for p in parts):
         raise SystemExit(f"unknown variant {variant!r}; combine {', '.join(VARIANTS)} with '+'")
     return tuple({k: v for p in parts for k, v in VARIANTS.get(p, ({}, {}, {}))[i].items()}
@@ -71,13 +124,15 @@ def method(kind: str, variant: str) -> fs.Method:
         base = sup.FS1_FIT[kind]
         aug = replace(base.augment or AugmentConfig(), **{"noise": 1.0, **aug_over})
         fit = {"patience": 6, "steps": V1_STEPS[kind], **fit_over}
-        return NetworkClassifier(
+        ensemble = ENSEMBLE in variant.split("+")
+        one = lambda s: NetworkClassifier(
             kind,
-            replace(base, seed=seed, augment=aug, **fit),
+            replace(base, seed=s, augment=aug, **fit),
             {**V1_MODEL[kind], **model_over},
-            out_dir=out_dir,
-            desc=f"{kind} {variant}",
+            out_dir=Path(out_dir) / f"seed{s}" if ensemble else out_dir,
+            desc=f"{kind} {variant} seed {s}",
         )
+        return SeedAverage(one, seed) if ensemble else one(seed)
 
     return fs.Method(f"{kind}:{variant}", f"{kind}, v1 budget, variant {variant}", classifier=make)
 
@@ -117,6 +172,10 @@ def main() -> None:
                    **{k: r["results"][n][k] for k in ("f1_mean", "f1_std", "acc_mean", "f1_folds")}}
                for n in r["results"]},
         })  # fmt: skip
+        if ENSEMBLE in v.split("+"):  # each member alone, on the same test rows
+            res["variants"][v]["members_f1"] = members_f1(
+                dev, Path(args.runs) / f"{dev.dataset}_{args.kind}_{v}"
+            )
         print(v, {n: round(x["f1_mean"], 4) for n, x in r["results"].items()}, flush=True)
         atomic_json(res, out_path)
     print(f"wrote {out_path}")
