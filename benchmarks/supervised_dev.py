@@ -55,9 +55,8 @@ VARIANTS = {
 }
 
 
-ENSEMBLE = (
-    "ens3"  # a variant part: three seeds (split, init, batches) trained, probabilities averaged
-)
+# a variant part: three seeds (split, init, batches) trained, probabilities averaged
+ENSEMBLE = "ens3"
 
 
 class SeedAverage:
@@ -81,7 +80,7 @@ class SeedAverage:
         self.meta_["member_labels"] = [
             [None if v is None else str(v) for v in self.labels(a.proba)] for a in answers
         ]
-        return Answers.nonfinite(np.mean([a.proba for a in answers], 0))
+        return Answers.nonfinite(np.mean([a.proba for a in answers], 0), reasons=answers[0].reasons)
 
     def labels(self, proba):
         return self.members[0].labels(proba)
